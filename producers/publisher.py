@@ -1,0 +1,112 @@
+"""Publishing a log file's chunks, dead letters and checkpoints with one Kafka producer.
+
+Guarantee: `publish_file` returns only once Kafka acknowledged every chunk of the file, and raises if any was
+refused; the poller writes the file's checkpoint only after that, so a crash between the two re-publishes the
+file (at-least-once) and never skips it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from schemas import Codec
+from schemas.records import dead_letter
+from trailhouse.config import Settings
+from trailhouse.errors import KafkaUnavailable
+from trailhouse.kafka import producer_options, translate
+
+FLUSH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """Where a log file came from, as carried by every message about it."""
+
+    source_id: str
+    bucket: str
+    key: str
+    etag: str
+    account: str
+    region: str
+
+    @property
+    def location(self) -> str:
+        return f"{self.bucket.rstrip('/')}/{self.key}"
+
+
+class RawPublisher:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self._settings = settings
+        self._producer = Producer(producer_options(settings, bootstrap))
+        self._raw = Codec.of("RawBatch")
+        self._dead = Codec.of("DeadLetter")
+        self._checkpoint = Codec.of("Checkpoint")
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self._failures.append(err.str())
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        try:
+            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
+        except BufferError:
+            self._producer.poll(1.0)  # local queue full: let deliveries drain, then try once more
+            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
+        except KafkaException as exc:
+            raise translate(exc, f"produce to {topic}") from exc
+        self._producer.poll(0)
+
+    def publish_file(self, ref: FileRef, chunks: list[list[str]], ingest_time: datetime) -> None:
+        for index, records in enumerate(chunks):
+            value = self._raw.encode(
+                {
+                    "source_id": ref.source_id,
+                    "bucket": ref.bucket,
+                    "object_key": ref.key,
+                    "account": ref.account,
+                    "region": ref.region,
+                    "etag": ref.etag,
+                    "chunk_index": index,
+                    "chunk_count": len(chunks),
+                    "ingest_time": ingest_time,
+                    "records": records,
+                }
+            )
+            self._produce(self._settings.topic_raw, ref.source_id, value)
+        self.flush()
+
+    def dead_letter(
+        self, ref: FileRef, *, reason: str, kind: str, payload: bytes, when: datetime, location: str = ""
+    ) -> None:
+        value = self._dead.encode(
+            dead_letter(
+                source_id=ref.source_id,
+                stage="poll",
+                reason=reason,
+                kind=kind,
+                location=location or ref.location,
+                payload=payload,
+                when=when,
+            )
+        )
+        self._produce(self._settings.topic_dlq, ref.source_id, value)
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """Queue a checkpoint; it is delivered with the next flush (the checkpoint topic is compacted)."""
+        self._produce(self._settings.topic_checkpoints, record["source_id"], self._checkpoint.encode(record))
+
+    def flush(self) -> None:
+        """Wait until Kafka acknowledged everything produced so far; raise if anything was refused."""
+        try:
+            remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        except KafkaException as exc:
+            raise translate(exc, "deliver messages") from exc
+        if self._failures or remaining:
+            reason = self._failures[0] if self._failures else f"{remaining} message(s) unacknowledged"
+            self._failures.clear()
+            raise KafkaUnavailable(f"Kafka did not acknowledge every message: {reason}")

@@ -1,0 +1,86 @@
+"""The one Avro codec of every trailhouse topic: Avro single-object encoding.
+
+Each message is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's canonical form,
+then the Avro binary body. Any consumer holding `schemas/*.avsc` can decode it without a schema registry, and a
+message written by an older schema version is read through Avro schema resolution into the current one, as long
+as versions only add fields with defaults (see schemas/README.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from trailhouse.errors import TerminalError
+
+MAGIC = b"\xc3\x01"
+_HEADER = struct.Struct("<2s8s")
+SCHEMA_DIR = Path(__file__).parent
+
+
+class UndecodableMessage(TerminalError):
+    """A message is not Avro single-object encoded with a schema trailhouse knows."""
+
+
+def _fingerprint(parsed: dict[str, Any]) -> bytes:
+    # fastavro renders CRC-64-AVRO as little-endian hex, the byte order the single-object header stores.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+class Codec:
+    """Encoder/decoder of one record type, e.g. `Codec.of("RawBatch")`. Instances are cached and thread-safe."""
+
+    def __init__(self, schema: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        self.name: str = schema["name"]
+        self.schema = schema
+        self.fingerprint = _fingerprint(schema)
+        self._writers = {self.fingerprint: schema} | {_fingerprint(old): old for old in history}
+
+    @staticmethod
+    @cache
+    def of(name: str) -> Codec:
+        path = SCHEMA_DIR / f"{_file_stem(name)}.avsc"
+        if not path.exists():
+            raise KeyError(f"no Avro schema {name} in {SCHEMA_DIR}")
+        history_dir = SCHEMA_DIR / "history"
+        history = [
+            parse_schema(json.loads(p.read_text()))
+            for p in sorted(history_dir.glob(f"{_file_stem(name)}.v*.avsc"))
+        ]
+        return Codec(parse_schema(json.loads(path.read_text())), history)
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(self.fingerprint)
+        schemaless_writer(out, self.schema, record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) < _HEADER.size or data[:2] != MAGIC:
+            raise UndecodableMessage(
+                f"not an Avro single-object message for {self.name} (first bytes {data[:10]!r})"
+            )
+        writer = self._writers.get(data[2:10])
+        if writer is None:
+            raise UndecodableMessage(
+                f"{self.name} message written with an unknown schema (fingerprint {data[2:10].hex()}); "
+                "it was produced by a newer trailhouse or another program: upgrade this consumer"
+            )
+        try:
+            return schemaless_reader(io.BytesIO(data[10:]), writer, self.schema)  # type: ignore[return-value]
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise UndecodableMessage(f"corrupt {self.name} message body: {exc}") from exc
+
+
+def _file_stem(name: str) -> str:
+    """RawBatch -> raw_batch: schema files are named after their record in snake case."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")

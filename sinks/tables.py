@@ -1,0 +1,45 @@
+"""Which topic goes into which ClickHouse table, and how its Avro records become columns. Pure, no I/O.
+
+The Avro field names are the column names, so a table's columns are read off its schema: adding a field to the
+schema (with a default) and a column to the table (in a migration) is all a new field needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import Codec
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    codec: Codec
+    columns: tuple[str, ...]
+    text_columns: frozenset[str]  # non-Nullable String columns: Avro null is stored as ''
+
+    def to_columns(self, records: list[dict[str, Any]]) -> list[list[Any]]:
+        """Column-oriented data of `records`, in `columns` order."""
+        data = []
+        for name in self.columns:
+            values = [record.get(name) for record in records]
+            if name in self.text_columns:
+                values = ["" if v is None else v for v in values]
+            data.append(values)
+        return data
+
+
+def _is_text(avro_type: Any) -> bool:
+    return avro_type == "string" or (isinstance(avro_type, list) and "string" in avro_type)
+
+
+def _spec(table: str, schema: str) -> TableSpec:
+    codec = Codec.of(schema)
+    fields = codec.schema["fields"]
+    columns = tuple(f["name"] for f in fields)
+    return TableSpec(table, codec, columns, frozenset(f["name"] for f in fields if _is_text(f["type"])))
+
+
+def events_table() -> TableSpec:
+    return _spec("events", "Event")

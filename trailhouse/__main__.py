@@ -1,0 +1,5 @@
+import sys
+
+from trailhouse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""The `trailhouse` command line: parse, build `Settings` once, call trailhouse.commands, turn errors into words.
+
+Exit codes: 0 success, 1 the work failed (a source could not be read, a stage died), 2 the command or its
+configuration is wrong, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from trailhouse import __version__, commands
+from trailhouse.config import CLICKHOUSE, KAFKA, POLL, S3, SINK, WORKER, Settings, add_setting_flags, settings_from_args
+from trailhouse.errors import TerminalError, TrailhouseError
+from trailhouse.logs import setup_logging
+
+ALL_SCOPES = (KAFKA, CLICKHOUSE, S3, POLL, WORKER, SINK)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trailhouse",
+        description="Collect AWS CloudTrail logs from S3 into Kafka, enrich them, search them in ClickHouse.",
+    )
+    parser.add_argument("--version", action="version", version=f"trailhouse {__version__}")
+    commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, scopes: Sequence[str]) -> argparse.ArgumentParser:
+        sub = commands_.add_parser(name, help=help, description=help)
+        add_setting_flags(sub, scopes)
+        return sub
+
+    demo = command("demo", "run the whole pipeline on the embedded stack with generated logs, then search",
+                   ALL_SCOPES)
+    demo.add_argument("--events", type=_positive, default=20_000, help="records to generate (default 20000)")
+    demo.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
+    demo.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated (default us-east-1,eu-west-1)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
+
+    run = command("run", "run every stage (poll, worker, sink) until interrupted", ALL_SCOPES)
+    run.add_argument("--once", action="store_true",
+                     help="process every log file present now, exit 0 once all of it is searchable")
+    run.add_argument("--timeout", type=float, default=1800.0,
+                     help="with --once: seconds to wait for the worker and sink to catch up (default 1800)")
+
+    poll = command("poll", "run the poller stage: S3 -> cloudtrail.raw", (KAFKA, S3, POLL))
+    poll.add_argument("--once", action="store_true", help="poll every source once and exit")
+    command("worker", "run the Faust worker stage: cloudtrail.raw -> cloudtrail.events", (KAFKA, WORKER))
+    command("sink", "run the ClickHouse sink stage: cloudtrail.events -> ClickHouse", (KAFKA, CLICKHOUSE, SINK))
+    command("migrate", "create or upgrade the ClickHouse tables", (CLICKHOUSE,))
+
+    sources = commands_.add_parser("sources", help="register and inspect log sources")
+    verbs = sources.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add = verbs.add_parser("add", help="register a log source (account + region + bucket)")
+    add_setting_flags(add, (KAFKA,))
+    add.add_argument("--account", required=True, help="AWS account number, 12 digits (dashes/spaces ignored)")
+    add.add_argument("--region", required=True, help="AWS region of the logs, e.g. us-east-1")
+    add.add_argument("--bucket", required=True, help="s3://bucket-name, or file:///path of a local copy")
+    add.add_argument("--prefix", default="", help="the trail's S3 key prefix (the part before AWSLogs/)")
+    add.add_argument("--org-id", default=None, help="organization id (o-...) of an organization trail")
+    remove = verbs.add_parser("remove", help="unregister a log source (its events stay searchable)")
+    add_setting_flags(remove, (KAFKA,))
+    remove.add_argument("source_id", help="id as shown by `trailhouse sources list`")
+    add_setting_flags(verbs.add_parser("list", help="list registered sources"), (KAFKA,))
+    add_setting_flags(verbs.add_parser("status", help="status, counts and last event of each source"),
+                      (KAFKA, CLICKHOUSE))
+
+    search = command("search", "search events: '*123456789012*', eventName:Delete*, ...", (CLICKHOUSE,))
+    search.add_argument("pattern", nargs="+", help="terms, AND-ed; * any characters, ? one character")
+    search.add_argument("--count", action="store_true", help="print only the number of matching events")
+    search.add_argument("--limit", type=_positive, default=100, help="most events shown, newest first (default 100)")
+    search.add_argument("--since", default=None, help="events at or after: 30m, 24h, 7d or an ISO date/time")
+    search.add_argument("--until", default=None, help="events before: 30m, 24h, 7d or an ISO date/time")
+    search.add_argument("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
+    search.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table, or json: one event per line (default table)")
+
+    generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
+    generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
+    generate.add_argument("--events", type=_positive, default=10_000, help="records (default 10000)")
+    generate.add_argument("--accounts", type=_positive, default=3, help="accounts (default 3)")
+    generate.add_argument("--regions", default="us-east-1", help="comma-separated regions (default us-east-1)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--start", default=None, help="first event time, ISO UTC (default: --span before now)")
+    generate.add_argument("--span-hours", type=float, default=24.0, help="hours the events spread over (default 24)")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    from trailhouse.sources import validate_region
+
+    return tuple(validate_region(r) for r in text.split(",") if r.strip())
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.command
+    if name == "demo":
+        from trailhouse.demo import demo
+
+        return demo(settings, events=args.events, accounts=args.accounts, regions=_regions(args.regions),
+                    seed=args.seed)
+    if name == "run":
+        return commands.run(settings, once=args.once, timeout_s=args.timeout)
+    if name == "poll":
+        return commands.poll(settings, once=args.once)
+    if name == "worker":
+        return commands.worker(settings)
+    if name == "sink":
+        return commands.sink(settings)
+    if name == "migrate":
+        print(commands.migrate(settings))
+        return 0
+    if name == "sources":
+        return _sources(args, settings)
+    if name == "search":
+        return _search(args, settings)
+    if name == "generate":
+        return _generate(args, settings)
+    raise AssertionError(name)
+
+
+def _sources(args: argparse.Namespace, settings: Settings) -> int:
+    from trailhouse.sources import new_source
+
+    if args.verb == "add":
+        source = new_source(args.account, args.region, args.bucket, args.prefix, args.org_id)
+        print(commands.sources_add(settings, source))
+    elif args.verb == "remove":
+        print(commands.sources_remove(settings, args.source_id))
+    elif args.verb == "list":
+        print(commands.sources_list(settings))
+    elif args.verb == "status":
+        print(commands.sources_status(settings))
+    return 0
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.search import SearchQuery, parse_query, parse_time
+
+    now = datetime.now(UTC)
+    query = SearchQuery(
+        terms=parse_query(" ".join(args.pattern)),
+        since=parse_time(args.since, now) if args.since else None,
+        until=parse_time(args.until, now) if args.until else None,
+        case_insensitive=args.ignore_case,
+    )
+    return commands.search(settings, query=query, limit=args.limit, count_only=args.count, output=args.format)
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.search import parse_time
+    from trailhouse.generate import GenerateSpec
+
+    spec = GenerateSpec(
+        events=args.events,
+        accounts=args.accounts,
+        seed=args.seed,
+        regions=_regions(args.regions),
+        start=parse_time(args.start, datetime.now(UTC)) if args.start else None,
+        span=timedelta(hours=args.span_hours),
+    )
+    print(commands.generate(settings, destination=args.out, spec=spec))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        setup_logging(settings.log_level)
+        return _dispatch(args, settings)
+    except TrailhouseError as exc:
+        logging.getLogger("trailhouse").debug("details", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, TerminalError) and not _is_runtime(exc) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _is_runtime(exc: TrailhouseError) -> bool:
+    """Terminal errors met while working (a source unreadable, a stage died) exit 1; usage/config ones exit 2."""
+    from trailhouse.errors import ConfigError, InvalidSource, SearchSyntaxError, UnknownSource
+
+    return not isinstance(exc, ConfigError | InvalidSource | SearchSyntaxError | UnknownSource)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

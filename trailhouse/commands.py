@@ -1,0 +1,264 @@
+"""What each `trailhouse` command does; cli.py parses arguments and calls these with validated values."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+from producers.poller import PollReport
+from trailhouse.config import Settings
+from trailhouse.output import format_table
+from trailhouse.registry import Registry
+from trailhouse.sources import Source
+from trailhouse.stack import kafka, shared_kafka
+
+
+def progress_printer(out: TextIO = sys.stderr, every_s: float = 2.0) -> Callable[[str], None]:
+    """A progress callback that prints at most one line every `every_s` seconds."""
+    last = 0.0
+
+    def show(line: str) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_s:
+            print(f"  … {line}", file=out, flush=True)
+            last = time.monotonic()
+
+    return show
+
+
+# --- sources -------------------------------------------------------------------------------------------------
+
+
+def sources_add(settings: Settings, source: Source) -> str:
+    with kafka(settings) as (bootstrap, _):
+        previous = Registry(settings, bootstrap).add(source)
+    verb = "updated" if previous else "added"
+    return f"{verb} {source.source_id}: {source.bucket}, prefix {source.prefix or '(none)'}"
+
+
+def sources_remove(settings: Settings, source_id: str) -> str:
+    with kafka(settings) as (bootstrap, _):
+        removed = Registry(settings, bootstrap).remove(source_id)
+    return f"removed {removed.source_id}; its events stay searchable"
+
+
+def sources_list(settings: Settings) -> str:
+    with kafka(settings) as (bootstrap, _):
+        sources = Registry(settings, bootstrap).sources()
+    if not sources:
+        return "no sources registered; add one with `trailhouse sources add --account ... --region ... --bucket ...`"
+    rows = [(s.source_id, s.account, s.region, s.bucket, s.prefix, s.org_id or "") for s in sources]
+    return format_table(rows, ("id", "account", "region", "bucket", "prefix", "org"))
+
+
+def sources_status(settings: Settings) -> str:
+    from schemas import Codec
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.stats import source_totals
+    from trailhouse.kafka import CompactedTable
+    from trailhouse.status import source_status
+
+    with kafka(settings) as (bootstrap, _):
+        sources = Registry(settings, bootstrap).sources()
+        checkpoints = CompactedTable(settings, bootstrap, settings.topic_checkpoints, Codec.of("Checkpoint")).read()
+    client = connect(settings.clickhouse_dsn)
+    migrate(client, settings.clickhouse_database)
+    totals = source_totals(client, settings.clickhouse_database)
+    now = datetime.now(UTC)
+    statuses = [source_status(s, checkpoints.get(s.source_id), totals.get(s.source_id), now) for s in sources]
+    if not statuses:
+        return "no sources registered"
+    rows = [
+        (
+            st.source_id,
+            st.status,
+            f"{st.events:,}",
+            st.files,
+            _when(st.last_event_time),
+            _when(st.last_ingest_time),
+            st.detail,
+        )
+        for st in statuses
+    ]
+    return format_table(rows, ("source", "status", "events", "files", "last event", "last ingest", "detail"))
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+
+
+# --- stages --------------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings, *, once: bool, timeout_s: float) -> int:
+    """`trailhouse run [--once]`; returns the exit code."""
+    from trailhouse.pipeline import run_forever, run_once
+
+    with kafka(settings) as (bootstrap, embedded):
+        if once:
+            started = time.monotonic()
+            report = run_once(settings, bootstrap, timeout_s=timeout_s, progress=progress_printer())
+            if embedded is not None:
+                embedded.save([settings.topic_checkpoints])  # drained: every checkpoint's records are stored
+            print(once_summary(report, time.monotonic() - started))
+            return 1 if report.failed else 0
+        stop = _stop_on_signals()
+        run_forever(settings, bootstrap, embedded, stop)
+        return 0
+
+
+def once_summary(report: PollReport, elapsed_s: float) -> str:
+    rate = report.records / elapsed_s if elapsed_s > 0 else 0.0
+    lines = [
+        f"{report.files} new file(s), {report.records:,} record(s) ingested and searchable "
+        f"in {elapsed_s:.1f}s ({rate:,.0f} records/s)"
+    ]
+    for failed in report.failed:
+        lines.append(f"  {failed.source_id}: ERROR {failed.error}")
+    return "\n".join(lines)
+
+
+def _stop_on_signals() -> threading.Event:
+    """First SIGINT/SIGTERM sets the event (clean stop); a second raises KeyboardInterrupt (skip the drain)."""
+    import signal
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print(f"\n{signal.Signals(signum).name}: stopping (again to skip the drain)", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def poll(settings: Settings, *, once: bool) -> int:
+    from trailhouse.stages import poll_stage, run_until_signalled
+
+    with shared_kafka(settings, "poll") as bootstrap:
+        stage = poll_stage(settings, bootstrap)
+        if not once:
+            run_until_signalled(stage)
+            return 0
+        report = stage.poll_once()  # type: ignore[attr-defined]
+        print(f"published {report.files} file(s), {report.records:,} record(s)")
+        for failed in report.failed:
+            print(f"  {failed.source_id}: ERROR {failed.error}")
+        return 1 if report.failed else 0
+
+
+def worker(settings: Settings) -> int:
+    from trailhouse.stages import run_worker
+
+    with shared_kafka(settings, "worker") as bootstrap:
+        run_worker(settings, bootstrap)
+    return 0
+
+
+def sink(settings: Settings) -> int:
+    from trailhouse.stages import run_until_signalled, sink_stage
+
+    with shared_kafka(settings, "sink") as bootstrap:
+        run_until_signalled(sink_stage(settings, bootstrap))
+    return 0
+
+
+def migrate(settings: Settings) -> str:
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate as apply
+
+    applied = apply(connect(settings.clickhouse_dsn), settings.clickhouse_database)
+    return f"applied migration(s) {', '.join(map(str, applied))}" if applied else "schema is up to date"
+
+
+# --- search --------------------------------------------------------------------------------------------------
+
+
+def search(
+    settings: Settings,
+    *,
+    query: Any,
+    limit: int,
+    count_only: bool,
+    output: str,
+    out: TextIO = sys.stdout,
+) -> int:
+    from sinks import search as engine
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate as apply
+
+    client = connect(settings.clickhouse_dsn)
+    apply(client, settings.clickhouse_database)
+    if count_only:
+        print(engine.count(client, settings.clickhouse_database, query), file=out)
+        return 0
+    events = engine.search(client, settings.clickhouse_database, query, limit=limit)
+    if output == "json":
+        for event in events:
+            out.write(_json_line(event))
+    else:
+        rows = [[_cell(event[c]) for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")] for event in events]
+        headers = [c for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")]
+        print(format_table(rows, headers) if rows else "no matching events", file=out)
+    return 0
+
+
+def _cell(value: Any) -> Any:
+    return _when(value) if isinstance(value, datetime) else value
+
+
+def _json_line(event: dict[str, Any]) -> str:
+    """One event as a JSON line: the enriched columns, then the original record embedded as it was written."""
+    fields = {k: (_when(v) if isinstance(v, datetime) else v) for k, v in event.items() if k != "record"}
+    head = orjson.dumps(fields).decode()
+    return f'{head[:-1]},"record":{event["record"]}}}\n'
+
+
+# --- generate ------------------------------------------------------------------------------------------------
+
+
+def generate(settings: Settings, *, destination: str, spec: Any) -> str:
+    """Write generated CloudTrail files to a folder (path or file:///path) or a bucket (s3://bucket[/prefix]);
+    a prefix in the bucket URL becomes the trail's key prefix."""
+    import dataclasses
+    from pathlib import Path
+
+    from producers.storage import s3_client_factory
+    from trailhouse.generate import folder_writer, generate_files, write_files
+
+    if destination.startswith("s3://"):
+        bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+        spec = dataclasses.replace(spec, prefix=prefix.strip("/"))
+        put = s3_writer(s3_client_factory(settings)(), bucket)
+    else:
+        put = folder_writer(Path(destination.removeprefix("file://")))
+    show = progress_printer()
+    files, records = write_files(
+        generate_files(spec), put, progress=lambda f, r: show(f"{f} files, {r:,} records written")
+    )
+    return f"wrote {files} file(s) with {records:,} record(s) to {destination}"
+
+
+def s3_writer(client: Any, bucket: str) -> Callable[[str, bytes], None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from trailhouse.errors import SourceUnreadable
+
+    def put(key: str, body: bytes) -> None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceUnreadable(f"cannot write s3://{bucket}/{key}: {exc}") from exc
+
+    return put
+

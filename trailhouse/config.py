@@ -1,0 +1,231 @@
+"""Configuration: one frozen `Settings`, built once in the entry point from file, environment and flags.
+
+Precedence, lowest to highest: the defaults below, a TOML file (`--config` / `TRAILHOUSE_CONFIG`, keys named as
+the fields, either at top level or under a `[trailhouse]` table), environment variables (`TRAILHOUSE_<FIELD>`),
+command-line flags (`--field-name`). Components never read the environment: they take plain keyword arguments
+from this object, so tests can build any configuration without touching `os.environ`.
+
+Each field's metadata is the single place that names it, documents it (with its unit) and says which commands
+use it; the command line and `--help` are generated from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trailhouse.errors import ConfigError
+
+ENV_PREFIX = "TRAILHOUSE_"
+
+# Scopes group settings by the commands that use them, so `--help` of each command lists only what matters.
+KAFKA, CLICKHOUSE, S3, POLL, WORKER, SINK = "kafka", "clickhouse", "s3", "poll", "worker", "sink"
+
+
+def _setting(default: Any, help: str, *scopes: str) -> Any:
+    return field(default=default, metadata={"help": help, "scopes": frozenset(scopes)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        Path(".trailhouse"),
+        "directory for all local state: embedded ClickHouse data, registry and checkpoint snapshots",
+    )
+    log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+
+    kafka_bootstrap: str | None = _setting(
+        None, "Kafka bootstrap servers (host:port,...); unset = the embedded Tansu broker", KAFKA
+    )
+    kafka_partitions: int = _setting(3, "partitions of topics trailhouse creates", KAFKA)
+    kafka_replication: int = _setting(1, "replication factor of topics trailhouse creates", KAFKA)
+    kafka_compression: str = _setting("zstd", "compression of produced batches: none, gzip, lz4, zstd", KAFKA)
+    topic_raw: str = _setting("cloudtrail.raw", "topic of raw CloudTrail log files (RawBatch)", KAFKA)
+    topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
+    topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
+    topic_registry: str = _setting("trailhouse.sources-config", "compacted topic of registered sources", KAFKA)
+    topic_checkpoints: str = _setting("trailhouse.checkpoints", "compacted topic of poller checkpoints", KAFKA)
+
+    clickhouse_url: str | None = _setting(
+        None,
+        "ClickHouse URL (http[s]://user:password@host:8123); unset = embedded chDB under the data directory",
+        CLICKHOUSE,
+    )
+    clickhouse_database: str = _setting("trailhouse", "ClickHouse database of trailhouse's tables", CLICKHOUSE)
+
+    s3_endpoint_url: str | None = _setting(
+        None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3
+    )
+    s3_region: str | None = _setting(None, "AWS region of the S3 client; unset = boto3's default chain", S3)
+
+    poll_interval: float = _setting(60.0, "seconds between two listings of a source", POLL)
+    raw_chunk_bytes: int = _setting(
+        900_000, "largest RawBatch message in bytes; keep below the broker's message.max.bytes", POLL
+    )
+    max_file_bytes: int = _setting(
+        512 * 1024 * 1024, "uncompressed size above which a log file goes to the dead-letter topic", POLL
+    )
+
+    worker_group: str = _setting("trailhouse-worker", "Faust app id = consumer group of the workers", WORKER)
+    worker_rebalance_timeout: float | None = _setting(
+        None,
+        "seconds a rebalance waits for workers to rejoin; unset = 4 on the embedded broker (Tansu holds every "
+        "join for half of it), 60 otherwise",
+        WORKER,
+    )
+
+    sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
+    sink_batch_events: int = _setting(50_000, "events per ClickHouse insert, at most", SINK)
+    sink_batch_seconds: float = _setting(1.0, "seconds a partial batch waits before it is inserted", SINK)
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def rebalance_timeout(self) -> float:
+        if self.worker_rebalance_timeout is not None:
+            return self.worker_rebalance_timeout
+        return 4.0 if self.embedded_kafka else 60.0
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """Where the ClickHouse client connects: the configured server, or chDB inside the data directory."""
+        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_type(f: dataclasses.Field[Any]) -> type:
+    """The concrete type of a field, `X | None` reduced to `X`."""
+    hint = typing.get_type_hints(Settings)[f.name]
+    if isinstance(hint, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def _convert(f: dataclasses.Field[Any], value: Any, origin: str) -> Any:
+    kind = _field_type(f)
+    if value is None or isinstance(value, kind):
+        return value
+    text = str(value).strip()
+    if text == "" and f.default is None:
+        return None
+    try:
+        if kind is bool:
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text.replace("_", ""))
+        return kind(text)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {value!r} is not a valid {kind.__name__} for {f.name}") from exc
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    table = document.get("trailhouse", document)
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(table) - known - {"sources"})
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {k: v for k, v in table.items() if k in known}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults, file, environment and flags into validated `Settings`.
+
+    `flags` holds only what the user typed (None means "not given"); `environ` defaults to the process
+    environment, which is read here and nowhere else.
+    """
+    environ = os.environ if environ is None else environ
+    flags = dict(flags or {})
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if config_file is not None:
+        for name, value in _from_file(config_file).items():
+            values[name] = _convert(fields[name], value, f"config file {config_file}")
+    for name, f in fields.items():
+        if env_name(name) in environ:
+            values[name] = _convert(f, environ[env_name(name)], f"environment variable {env_name(name)}")
+        if flags.get(name) is not None:
+            values[name] = _convert(f, flags[name], f"option {flag_name(name)}")
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.kafka_compression not in {"none", "gzip", "lz4", "zstd", "snappy"}:
+        raise ConfigError(f"kafka_compression={s.kafka_compression!r}: use none, gzip, lz4 or zstd")
+    if s.raw_chunk_bytes < 64 * 1024:
+        raise ConfigError(f"raw_chunk_bytes={s.raw_chunk_bytes} is too small: use at least 65536")
+    for name in ("kafka_partitions", "kafka_replication", "sink_batch_events"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    for name in ("poll_interval", "sink_batch_seconds"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+    if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://", "chdb://")):
+        raise ConfigError(
+            f"clickhouse_url={s.clickhouse_url!r}: use http://host:8123, https://host:8443 or chdb:///path"
+        )
+    if not s.clickhouse_database.replace("_", "").isalnum():
+        raise ConfigError(f"clickhouse_database={s.clickhouse_database!r}: use letters, digits and underscores")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, scopes: Iterable[str]) -> None:
+    """Add `--flag` options for the settings of `scopes` (and the common ones) to a command's parser."""
+    wanted = set(scopes)
+    group = parser.add_argument_group("settings (flag > environment > config file > default)")
+    group.add_argument(
+        "--config", type=Path, default=None, metavar="FILE", help=f"TOML settings file [env {ENV_PREFIX}CONFIG]"
+    )
+    for f in dataclasses.fields(Settings):
+        field_scopes = f.metadata["scopes"]
+        if field_scopes and not field_scopes & wanted:
+            continue
+        group.add_argument(
+            flag_name(f.name),
+            dest=f.name,
+            default=None,
+            metavar=_field_type(f).__name__.upper(),
+            help=f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default}]",
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    return load_settings(flags=flags, config_file=getattr(args, "config", None))

@@ -1,0 +1,171 @@
+"""`trailhouse run`: every stage on one machine, each in its own process, supervised by this one.
+
+The worker and the sink run as child processes (`multiprocessing`, spawn), so the three stages use both cores
+and the chDB engine lives in exactly one process (the sink's). The poller runs here, in a thread, so `--once`
+knows exactly when every file present has been published.
+
+`--once` is "publish, then drain": after the poll, wait until the worker group has committed up to the end of
+`cloudtrail.raw`, then until the sink group has committed up to the end of `cloudtrail.events`. At that point
+every record published is in ClickHouse (commits follow inserts, see sinks/sink.py).
+
+With the embedded broker, whose topics vanish when it stops, checkpoints are saved to the data directory only
+for a state of the checkpoint topic that the pipeline has drained past; otherwise a file could be checkpointed
+while its records were still in the in-memory topics, and be skipped by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from producers.poller import Poller, PollReport
+from trailhouse.config import Settings
+from trailhouse.embedded import EmbeddedKafka
+from trailhouse.errors import TerminalError, TrailhouseError
+from trailhouse.kafka import committed_offsets, end_offsets, is_drained
+from trailhouse.stages import child_main, poll_stage
+
+log = logging.getLogger(__name__)
+
+CHILD_STAGES = ("worker", "sink")
+STOP_TIMEOUT_S = 60.0
+SAVE_EVERY_S = 10.0
+
+
+class StageDied(TerminalError):
+    """A stage process exited on its own; its log above says why."""
+
+
+class Pipeline:
+    """The worker and sink child processes, plus drain checks against their consumer groups."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self._settings = settings
+        self._bootstrap = bootstrap
+        self._children: dict[str, multiprocessing.process.BaseProcess] = {}
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        for name in CHILD_STAGES:
+            process = context.Process(
+                target=child_main, args=(name, self._settings, self._bootstrap), name=f"trailhouse-{name}"
+            )
+            process.start()
+            self._children[name] = process
+            log.info("started the %s stage (pid %d)", name, process.pid)
+
+    def check_alive(self) -> None:
+        for name, process in self._children.items():
+            if not process.is_alive():
+                raise StageDied(f"the {name} stage exited with code {process.exitcode}; see its log above")
+
+    def stop(self) -> None:
+        """SIGTERM every stage, wait for each to finish its work in flight, then kill what is left."""
+        for process in self._children.values():
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for name, process in self._children.items():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("the %s stage did not stop within %.0fs; killing it", name, STOP_TIMEOUT_S)
+                process.kill()
+                process.join()
+
+    def drained(self, group: str, topic: str, ends: dict[int, int]) -> bool:
+        return is_drained(committed_offsets(self._settings, self._bootstrap, group, topic), ends)
+
+    def wait_drained(self, *, timeout_s: float, progress: Callable[[str], None] | None = None) -> None:
+        """Block until the worker, then the sink, have committed everything published before this call."""
+        s = self._settings
+        deadline = time.monotonic() + timeout_s
+        for group, topic in ((s.worker_group, s.topic_raw), (s.sink_group, s.topic_events)):
+            ends = end_offsets(s, self._bootstrap, topic)
+            total = sum(ends.values())
+            while not self.drained(group, topic, ends):
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise TrailhouseError(
+                        f"{group} did not catch up with {topic} within {timeout_s:.0f}s; "
+                        "see the stage logs, or raise --timeout"
+                    )
+                if progress is not None:
+                    done = sum(committed_offsets(s, self._bootstrap, group, topic).values())
+                    progress(f"{group}: {min(done, total)}/{total} messages of {topic}")
+                time.sleep(0.5)
+
+
+@dataclass
+class CheckpointSaver:
+    """Saves the embedded broker's checkpoints once the pipeline has drained past them (see module doc)."""
+
+    kafka: EmbeddedKafka
+    pipeline: Pipeline
+    settings: Settings
+    _candidate: dict[str, bytes] | None = None
+    _ends: dict[int, int] | None = None
+    _stage: int = 0
+    _last: float = 0.0
+
+    def tick(self) -> None:
+        """Advance one step without blocking; call it every second or so."""
+        s = self.settings
+        if self._candidate is None:
+            if time.monotonic() - self._last < SAVE_EVERY_S:
+                return
+            # Snapshot first, end offsets second: every file in the snapshot is below these ends.
+            self._candidate = self.kafka.snapshot(s.topic_checkpoints)
+            self._ends, self._stage = end_offsets(s, self.kafka.bootstrap, s.topic_raw), 1
+        elif self._stage == 1 and self.pipeline.drained(s.worker_group, s.topic_raw, self._ends or {}):
+            self._ends, self._stage = end_offsets(s, self.kafka.bootstrap, s.topic_events), 2
+        elif self._stage == 2 and self.pipeline.drained(s.sink_group, s.topic_events, self._ends or {}):
+            self.kafka.write_snapshot(s.topic_checkpoints, self._candidate)
+            self.kafka.save([s.topic_registry])
+            self._candidate, self._last = None, time.monotonic()
+
+
+def run_once(settings: Settings, bootstrap: str, *, timeout_s: float,
+             progress: Callable[[str], None] | None = None) -> PollReport:
+    """Publish every file present in the registered sources, and return once all of it is in ClickHouse."""
+    pipeline = Pipeline(settings, bootstrap)
+    pipeline.start()
+    try:
+        poller = poll_stage(settings, bootstrap)
+        assert isinstance(poller, Poller)
+        report = poller.poll_once()
+        log.info("published %d file(s), %d record(s); waiting for the worker and the sink", report.files,
+                 report.records)
+        pipeline.wait_drained(timeout_s=timeout_s, progress=progress)
+        return report
+    finally:
+        pipeline.stop()
+
+
+def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None, stop: threading.Event) -> None:
+    """Run every stage until `stop` is set; with the embedded broker, drain before stopping."""
+    pipeline = Pipeline(settings, bootstrap)
+    pipeline.start()
+    poller = poll_stage(settings, bootstrap)
+    poller_thread = threading.Thread(target=poller.run, name="poller", daemon=True)
+    poller_thread.start()
+    saver = CheckpointSaver(kafka, pipeline, settings) if kafka is not None and kafka.owner else None
+    try:
+        while not stop.wait(1.0):
+            pipeline.check_alive()
+            if not poller_thread.is_alive():
+                raise StageDied("the poll stage stopped; see its log above")
+            if saver is not None:
+                saver.tick()
+        poller.stop()
+        poller_thread.join(STOP_TIMEOUT_S)
+        if saver is not None:
+            log.info("draining the pipeline before the embedded broker stops (Ctrl-C again to skip)")
+            pipeline.wait_drained(timeout_s=STOP_TIMEOUT_S)
+            kafka.save([settings.topic_checkpoints, settings.topic_registry])  # type: ignore[union-attr]
+    finally:
+        poller.stop()
+        pipeline.stop()
