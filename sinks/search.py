@@ -4,7 +4,8 @@ Syntax (terms are AND-ed):
     *123456789012*        `*` any run of characters, `?` one character; a bare term matches anywhere in the
                           original record (substring semantics), case-sensitive (`case_insensitive` for -i)
     eventName:Delete*     `field:pattern` matches a named column as a whole (CloudTrail names or column names)
-    "two words"           quotes keep spaces (and a literal `:`) inside one term
+    "two words"           quotes keep spaces (and a literal `:`) inside one term; field:"two words" too
+    arn:aws:iam::1:root   a `name:` that is not a field is plain text, so ARNs need no quotes
 
 User text only ever reaches ClickHouse as bound parameters; column names come from a fixed table, never from
 the query. Translation is pure and unit-tested; `search()` is the thin I/O part.
@@ -13,7 +14,6 @@ the query. Translation is pure and unit-tested; `search()` is the thin I/O part.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,38 +67,52 @@ class SearchQuery:
     case_insensitive: bool = False
 
 
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<field>[A-Za-z_][A-Za-z0-9_.]*):)?(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S+))"""
+)
+
+
 def parse_query(text: str) -> tuple[Term, ...]:
-    """Split a query into terms; raise `SearchSyntaxError` naming the problem."""
+    """Split a query into terms; raise `SearchSyntaxError` naming the problem.
+
+    A term whose part before ':' is not a field name is searched as text, so ARNs work unquoted.
+    """
     if len(text) > MAX_QUERY_CHARS:
         raise SearchSyntaxError(f"the query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}")
-    lexer = shlex.shlex(text, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    lexer.escape = ""  # a backslash is text to search for (JSON escapes, Windows paths), not an escape
-    try:
-        words = list(lexer)
-    except ValueError as exc:
-        raise SearchSyntaxError(
-            f"cannot read the query ({exc}): close the quote; to search for a quote character, "
-            "put the term in the other kind of quotes ('say \"hi\"' or \"it's\")"
-        ) from exc
-    return tuple(_term(word) for word in words)
+    terms = []
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        assert match is not None  # \S+ matches whatever is not whitespace
+        position = match.end()
+        terms.append(_term(match))
+    return tuple(terms)
 
 
-def _term(word: str) -> Term:
-    name, sep, pattern = word.partition(":")
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
-        return Term("record", word)
-    column = FIELDS.get(name) or (name if name in COLUMNS else None)
-    if column is None:
-        known = ", ".join(sorted(FIELDS))
+def _term(match: re.Match[str]) -> Term:
+    name, bare = match["field"], match["bare"]
+    quoted = match["dq"] if match["dq"] is not None else match["sq"]
+    if bare is not None and bare[0] in "\"'" and bare.count(bare[0]) == 1:
         raise SearchSyntaxError(
-            f"unknown field {name!r} in {word!r}; known fields: {known} "
-            f"(quote the term to search for the text {word!r} itself: '\"{word}\"')"
+            f"cannot read {match[0].strip()!r}: close the quote; to search for a quote character, put the term "
+            "in the other kind of quotes ('say \"hi\"' or \"it's\")"
         )
+    pattern = quoted if quoted is not None else bare
+    if name is None and bare is not None and bare.endswith(":") and _column(bare[:-1]):
+        raise SearchSyntaxError(f"{bare!r} has no pattern after ':'; write e.g. {bare}Delete*")
+    if name is None:
+        return Term("record", pattern)
+    column = _column(name)
+    if column is None:
+        return Term("record", match[0].strip())
     if not pattern:
-        raise SearchSyntaxError(f"{word!r} has no pattern after ':'; write e.g. {name}:Delete*")
+        raise SearchSyntaxError(f"{match[0].strip()!r} has no pattern after ':'; write e.g. {name}:Delete*")
     return Term(column, pattern)
+
+
+def _column(name: str) -> str | None:
+    return FIELDS.get(name) or (name if name in COLUMNS else None)
 
 
 def glob_to_like(pattern: str) -> str:

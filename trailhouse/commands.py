@@ -217,9 +217,13 @@ def _cell(value: Any) -> Any:
     return _when(value) if isinstance(value, datetime) else value
 
 
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _json_line(event: dict[str, Any]) -> str:
     """One event as a JSON line: the enriched columns, then the original record embedded as it was written."""
-    fields = {k: (_when(v) if isinstance(v, datetime) else v) for k, v in event.items() if k != "record"}
+    fields = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in event.items() if k != "record"}
     head = orjson.dumps(fields).decode()
     return f'{head[:-1]},"record":{event["record"]}}}\n'
 

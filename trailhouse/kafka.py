@@ -116,7 +116,9 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int]:
     except KafkaException as exc:
         raise translate(exc, f"describe topic {topic}") from exc
     if metadata.error is not None:
-        raise KafkaUnavailable(f"topic {topic}: {metadata.error.str()}; run `trailhouse migrate` or any stage to create it")
+        raise KafkaUnavailable(
+            f"topic {topic}: {metadata.error.str()}; any trailhouse command that runs a stage creates it"
+        )
     return sorted(metadata.partitions)
 
 

@@ -1,0 +1,30 @@
+"""Run the `trailhouse` command line as a user would: a separate process, settings from the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class Trailhouse:
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env, "TRAILHOUSE_DATA_DIR": str(data_dir)}
+
+    def __call__(self, *args: str, ok: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "trailhouse", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        if ok and result.returncode != 0:
+            raise AssertionError(
+                f"trailhouse {' '.join(args)} exited {result.returncode}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
+        return result
+
+
+def record_text(json_line: str) -> str:
+    """The original record embedded at the end of a `search --format json` line, as raw text."""
+    return json_line[json_line.index(',"record":') + len(',"record":'):-1]

@@ -1,0 +1,80 @@
+import gzip
+import json
+
+import pytest
+
+from producers.split import chunk_records, decompress, record_texts, split_log_file
+from trailhouse.errors import BadLogFile
+
+LIMITS = {"max_chunk_bytes": 900_000, "max_file_bytes": 64 * 1024 * 1024}
+
+
+def test_real_files_split_into_their_records_byte_for_byte(real_files):
+    for path in real_files:
+        raw = path.read_bytes()
+        texts = record_texts(raw)
+        parsed = json.loads(raw)["Records"]
+        assert [json.loads(t) for t in texts] == parsed
+        # each text is a verbatim slice of the file, in order
+        document = raw.decode()
+        position = 0
+        for text in texts:
+            position = document.index(text, position) + len(text)
+
+
+def test_gzip_is_detected_by_content_not_name(real_files):
+    raw = real_files[0].read_bytes()
+    assert split_log_file(gzip.compress(raw), **LIMITS).chunks == split_log_file(raw, **LIMITS).chunks
+
+
+def test_chunks_stay_under_the_limit_and_keep_order():
+    records = [json.dumps({"eventID": str(i), "pad": "x" * 1000}) for i in range(500)]
+    split = chunk_records(records, max_chunk_bytes=70_000)
+    assert len(split.chunks) > 1
+    assert [r for chunk in split.chunks for r in chunk] == records
+    assert all(sum(len(r) + 5 for r in chunk) <= 70_000 - 4096 for chunk in split.chunks)
+
+
+def test_a_record_larger_than_a_message_is_set_aside_and_the_rest_kept():
+    small = [json.dumps({"eventID": str(i)}) for i in range(3)]
+    huge = json.dumps({"eventID": "huge", "pad": "é" * 40_000})
+    split = chunk_records([small[0], huge, small[1], small[2]], max_chunk_bytes=70_000)
+    assert [r for chunk in split.chunks for r in chunk] == small
+    assert [(o.index, o.text) for o in split.oversized] == [(1, huge)]
+    assert split.oversized[0].size == len(huge.encode())
+    assert split.records == 3
+
+
+def test_an_empty_file_is_one_empty_chunk():
+    assert split_log_file(b'{"Records":[]}', **LIMITS).chunks == [[]]
+
+
+def test_records_need_not_be_the_first_key():
+    assert record_texts(b'{"Other": {"a": [1, 2]}, "Records": [ {"a":1} ,{"b":2}]}') == ['{"a":1}', '{"b":2}']
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (gzip.compress(b'{"Records":[]}')[:-6], "corrupt_gzip"),
+        (b"\x1f\x8bnot gzip at all", "corrupt_gzip"),
+        (b"<html>denied</html>", "not_json"),
+        (b'{"Records": [{"a": 1}', "not_json"),
+        (b'{"Records": [{"a": tru}]}', "not_json"),
+        (b'{"records": []}', "no_records"),
+        (b'{"Records": {"a": 1}}', "no_records"),
+        (b"\xff\xfe{", "not_utf8"),
+    ],
+)
+def test_unreadable_files_are_rejected_with_a_reason(data, kind):
+    with pytest.raises(BadLogFile) as info:
+        split_log_file(data, **LIMITS)
+    assert info.value.kind == kind
+    assert str(info.value)
+
+
+def test_a_file_inflating_past_the_limit_is_refused_without_inflating_it_all():
+    bomb = gzip.compress(b'{"Records":[' + b" " * 10_000_000 + b"]}")
+    with pytest.raises(BadLogFile) as info:
+        decompress(bomb, max_bytes=1_000_000)
+    assert info.value.kind == "file_too_large"
