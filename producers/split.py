@@ -37,7 +37,9 @@ def decompress(data: bytes, *, max_bytes: int) -> bytes:
     """Gunzip when the bytes are gzip (by magic, not by name), refusing more than `max_bytes` uncompressed."""
     if not data.startswith(_GZIP_MAGIC):
         if len(data) > max_bytes:
-            raise BadLogFile(f"file is {len(data)} bytes, above the limit max_file_bytes={max_bytes}", kind="file_too_large")
+            raise BadLogFile(
+                f"file is {len(data)} bytes, above the limit max_file_bytes={max_bytes}", kind="file_too_large"
+            )
         return data
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
     try:
@@ -92,12 +94,12 @@ def _records_array_start(text: str) -> int:
     """Index just after the '[' of the top-level Records array (AWS writes it first; other keys are skipped)."""
     i = _skip_whitespace(text, 0)
     if i >= len(text) or text[i] != "{":
-        raise BadLogFile("not a JSON object: a CloudTrail log file is {\"Records\": [...]}", kind="not_json")
+        raise BadLogFile('not a JSON object: a CloudTrail log file is {"Records": [...]}', kind="not_json")
     i += 1
     while True:
         i = _skip_whitespace(text, i)
         if i < len(text) and text[i] == "}":
-            raise BadLogFile("JSON without a \"Records\" array: not a CloudTrail log file", kind="no_records")
+            raise BadLogFile('JSON without a "Records" array: not a CloudTrail log file', kind="no_records")
         try:
             key, i = _DECODER.raw_decode(text, i)
             i = _skip_whitespace(text, i)
@@ -106,7 +108,7 @@ def _records_array_start(text: str) -> int:
             i = _skip_whitespace(text, i + 1)
             if key == "Records":
                 if text[i : i + 1] != "[":
-                    raise BadLogFile("\"Records\" is not an array: not a CloudTrail log file", kind="no_records")
+                    raise BadLogFile('"Records" is not an array: not a CloudTrail log file', kind="no_records")
                 return i + 1
             _, i = _DECODER.raw_decode(text, i)
             i = _skip_whitespace(text, i)

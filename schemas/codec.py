@@ -52,8 +52,7 @@ class Codec:
             raise KeyError(f"no Avro schema {name} in {SCHEMA_DIR}")
         history_dir = SCHEMA_DIR / "history"
         history = [
-            parse_schema(json.loads(p.read_text()))
-            for p in sorted(history_dir.glob(f"{_file_stem(name)}.v*.avsc"))
+            parse_schema(json.loads(p.read_text())) for p in sorted(history_dir.glob(f"{_file_stem(name)}.v*.avsc"))
         ]
         return Codec(parse_schema(json.loads(path.read_text())), history)
 
@@ -66,9 +65,7 @@ class Codec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) < _HEADER.size or data[:2] != MAGIC:
-            raise UndecodableMessage(
-                f"not an Avro single-object message for {self.name} (first bytes {data[:10]!r})"
-            )
+            raise UndecodableMessage(f"not an Avro single-object message for {self.name} (first bytes {data[:10]!r})")
         writer = self._writers.get(data[2:10])
         if writer is None:
             raise UndecodableMessage(

@@ -67,9 +67,7 @@ class SearchQuery:
     case_insensitive: bool = False
 
 
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<field>[A-Za-z_][A-Za-z0-9_.]*):)?(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S+))"""
-)
+_TOKEN = re.compile(r"""\s*(?:(?P<field>[A-Za-z_][A-Za-z0-9_.]*):)?(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S+))""")
 
 
 def parse_query(text: str) -> tuple[Term, ...]:
@@ -96,7 +94,7 @@ def _term(match: re.Match[str]) -> Term:
     if bare is not None and bare[0] in "\"'" and bare.count(bare[0]) == 1:
         raise SearchSyntaxError(
             f"cannot read {match[0].strip()!r}: close the quote; to search for a quote character, put the term "
-            "in the other kind of quotes ('say \"hi\"' or \"it's\")"
+            'in the other kind of quotes (\'say "hi"\' or "it\'s")'
         )
     pattern = quoted if quoted is not None else bare
     if name is None and bare is not None and bare.endswith(":") and _column(bare[:-1]):

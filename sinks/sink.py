@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas import Codec, UndecodableMessage
 from schemas.records import dead_letter
-from sinks.clickhouse import Client, ClickHouseRejected, insert
+from sinks.clickhouse import ClickHouseRejected, Client, insert
 from sinks.tables import TableSpec
 from trailhouse.config import Settings
 from trailhouse.errors import ClickHouseUnavailable, KafkaUnavailable
@@ -97,8 +97,9 @@ class Sink:
         try:
             batch.records.append(spec.codec.decode(message.value() or b""))
         except UndecodableMessage as exc:
-            self._dead_letter(message.key(), str(exc), "undecodable_message", f"{topic}/{partition}/{offset}",
-                              message.value() or b"")
+            self._dead_letter(
+                message.key(), str(exc), "undecodable_message", f"{topic}/{partition}/{offset}", message.value() or b""
+            )
 
     def _is_due(self, batch: PartitionBatch) -> bool:
         return (
@@ -130,7 +131,11 @@ class Sink:
         try:
             while True:
                 try:
-                    self._write(batch, batch.records, f"{batch.topic}:{batch.partition}:{batch.first_offset}:{batch.last_offset}")
+                    self._write(
+                        batch,
+                        batch.records,
+                        f"{batch.topic}:{batch.partition}:{batch.first_offset}:{batch.last_offset}",
+                    )
                     return
                 except ClickHouseUnavailable as exc:
                     if self._stopping.is_set():
@@ -184,7 +189,12 @@ class Sink:
         log.warning("%s: %s -> dead-letter topic", location, reason)
         source_id = (key or b"").decode(errors="replace")
         value = dead_letter(
-            source_id=source_id, stage="sink", reason=reason, kind=kind, location=location, payload=payload,
+            source_id=source_id,
+            stage="sink",
+            reason=reason,
+            kind=kind,
+            location=location,
+            payload=payload,
             when=datetime.now(UTC),
         )
         self._dead_letters.produce(self._settings.topic_dlq, key=key, value=self._dead_codec.encode(value))

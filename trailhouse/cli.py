@@ -33,18 +33,22 @@ def _parser() -> argparse.ArgumentParser:
         add_setting_flags(sub, scopes)
         return sub
 
-    demo = command("demo", "run the whole pipeline on the embedded stack with generated logs, then search",
-                   ALL_SCOPES)
+    demo = command("demo", "run the whole pipeline on the embedded stack with generated logs, then search", ALL_SCOPES)
     demo.add_argument("--events", type=_positive, default=20_000, help="records to generate (default 20000)")
     demo.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
     demo.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated (default us-east-1,eu-west-1)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
 
     run = command("run", "run every stage (poll, worker, sink) until interrupted", ALL_SCOPES)
-    run.add_argument("--once", action="store_true",
-                     help="process every log file present now, exit 0 once all of it is searchable")
-    run.add_argument("--timeout", type=float, default=1800.0,
-                     help="with --once: seconds to wait for the worker and sink to catch up (default 1800)")
+    run.add_argument(
+        "--once", action="store_true", help="process every log file present now, exit 0 once all of it is searchable"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="with --once: seconds to wait for the worker and sink to catch up (default 1800)",
+    )
 
     poll = command("poll", "run the poller stage: S3 -> cloudtrail.raw", (KAFKA, S3, POLL))
     poll.add_argument("--once", action="store_true", help="poll every source once and exit")
@@ -65,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     add_setting_flags(remove, (KAFKA,))
     remove.add_argument("source_id", help="id as shown by `trailhouse sources list`")
     add_setting_flags(verbs.add_parser("list", help="list registered sources"), (KAFKA,))
-    add_setting_flags(verbs.add_parser("status", help="status, counts and last event of each source"),
-                      (KAFKA, CLICKHOUSE))
+    add_setting_flags(
+        verbs.add_parser("status", help="status, counts and last event of each source"), (KAFKA, CLICKHOUSE)
+    )
 
     search = command("search", "search events: '*123456789012*', eventName:Delete*, ...", (CLICKHOUSE,))
     search.add_argument("pattern", nargs="+", help="terms, AND-ed; * any characters, ? one character")
@@ -75,8 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--since", default=None, help="events at or after: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("--until", default=None, help="events before: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
-    search.add_argument("--format", choices=("table", "json"), default="table",
-                        help="table, or json: one event per line (default table)")
+    search.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table, or json: one event per line (default table)",
+    )
 
     generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
     generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
@@ -107,8 +116,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if name == "demo":
         from trailhouse.demo import demo
 
-        return demo(settings, events=args.events, accounts=args.accounts, regions=_regions(args.regions),
-                    seed=args.seed)
+        return demo(
+            settings, events=args.events, accounts=args.accounts, regions=_regions(args.regions), seed=args.seed
+        )
     if name == "run":
         return commands.run(settings, once=args.once, timeout_s=args.timeout)
     if name == "poll":

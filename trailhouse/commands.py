@@ -207,7 +207,9 @@ def search(
         for event in events:
             out.write(_json_line(event))
     else:
-        rows = [[_cell(event[c]) for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")] for event in events]
+        rows = [
+            [_cell(event[c]) for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")] for event in events
+        ]
         headers = [c for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")]
         print(format_table(rows, headers) if rows else "no matching events", file=out)
     return 0
@@ -265,4 +267,3 @@ def s3_writer(client: Any, bucket: str) -> Callable[[str, bytes], None]:
             raise SourceUnreadable(f"cannot write s3://{bucket}/{key}: {exc}") from exc
 
     return put
-

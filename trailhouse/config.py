@@ -61,9 +61,7 @@ class Settings:
     )
     clickhouse_database: str = _setting("trailhouse", "ClickHouse database of trailhouse's tables", CLICKHOUSE)
 
-    s3_endpoint_url: str | None = _setting(
-        None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3
-    )
+    s3_endpoint_url: str | None = _setting(None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3)
     s3_region: str | None = _setting(None, "AWS region of the S3 client; unset = boto3's default chain", S3)
 
     poll_interval: float = _setting(60.0, "seconds between two listings of a source", POLL)
@@ -153,7 +151,9 @@ def _from_file(path: Path) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(table) - known - {"sources"})
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return {k: v for k, v in table.items() if k in known}
 
 

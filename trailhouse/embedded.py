@@ -4,9 +4,11 @@ Tansu keeps its data in memory, so nothing survives its restart. What must (the 
 checkpoints) is saved as snapshot files under `<data-dir>/kafka/` and produced back into the compacted topics when
 the next embedded broker starts. The registry is saved whenever the broker stops. Checkpoints are saved only by
 the caller that knows the pipeline has drained (`save([...])`): a checkpoint saved while its file's records were
-still in the in-memory topics would make the next run skip records that never reached ClickHouse. Only one process owns the broker of a data directory (a lock file decides);
-another trailhouse command started meanwhile attaches to it through `<data-dir>/kafka/broker.json`, so
-`trailhouse sources add` reaches a running `trailhouse run` live.
+still in the in-memory topics would make the next run skip records that never reached ClickHouse.
+
+Only one process owns the broker of a data directory (a lock file decides); another trailhouse command started
+meanwhile attaches to it through `<data-dir>/kafka/broker.json`, so `trailhouse sources add` reaches a running
+`trailhouse run` live.
 """
 
 from __future__ import annotations

@@ -128,8 +128,9 @@ class CheckpointSaver:
             self._candidate, self._last = None, time.monotonic()
 
 
-def run_once(settings: Settings, bootstrap: str, *, timeout_s: float,
-             progress: Callable[[str], None] | None = None) -> PollReport:
+def run_once(
+    settings: Settings, bootstrap: str, *, timeout_s: float, progress: Callable[[str], None] | None = None
+) -> PollReport:
     """Publish every file present in the registered sources, and return once all of it is in ClickHouse."""
     pipeline = Pipeline(settings, bootstrap)
     pipeline.start()
@@ -137,8 +138,9 @@ def run_once(settings: Settings, bootstrap: str, *, timeout_s: float,
         poller = poll_stage(settings, bootstrap)
         assert isinstance(poller, Poller)
         report = poller.poll_once()
-        log.info("published %d file(s), %d record(s); waiting for the worker and the sink", report.files,
-                 report.records)
+        log.info(
+            "published %d file(s), %d record(s); waiting for the worker and the sink", report.files, report.records
+        )
         pipeline.wait_drained(timeout_s=timeout_s, progress=progress)
         return report
     finally:

@@ -15,7 +15,10 @@ class Trailhouse:
     def __call__(self, *args: str, ok: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "trailhouse", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if ok and result.returncode != 0:
             raise AssertionError(
@@ -27,4 +30,4 @@ class Trailhouse:
 
 def record_text(json_line: str) -> str:
     """The original record embedded at the end of a `search --format json` line, as raw text."""
-    return json_line[json_line.index(',"record":') + len(',"record":'):-1]
+    return json_line[json_line.index(',"record":') + len(',"record":') : -1]

@@ -47,8 +47,12 @@ def test_real_logs_are_searchable_exactly_once_with_their_own_values(s3, s3_endp
     assert "0 new file(s), 0 record(s)" in second.stdout
     assert trailhouse("search", "*", "--count").stdout.strip() == "2900"
     assert trailhouse("search", "*123837392027*", "errorCode:AccessDenied", "--count").stdout.strip() == str(
-        sum(1 for path in real_files for r in json.loads(path.read_text())["Records"]
-            if r.get("errorCode") == "AccessDenied")
+        sum(
+            1
+            for path in real_files
+            for r in json.loads(path.read_text())["Records"]
+            if r.get("errorCode") == "AccessDenied"
+        )
     )
     status = trailhouse("sources", "status").stdout
     assert "cloudtrail-218007301253-us-east-1  ONLINE  2,900   55" in status

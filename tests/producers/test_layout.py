@@ -6,7 +6,10 @@ from producers.layout import FileKind, account_prefix, parse_key, region_prefix
 
 
 def test_regular_trail_key_is_parsed():
-    key = "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/218007301253_CloudTrail_us-east-1_20230710T1145Z_7xgocspSowgK0Gto.json.gz"
+    key = (
+        "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/"
+        "218007301253_CloudTrail_us-east-1_20230710T1145Z_7xgocspSowgK0Gto.json.gz"
+    )
     parsed = parse_key(key)
     assert parsed is not None
     assert (parsed.prefix, parsed.org_id, parsed.account, parsed.region) == ("", None, "218007301253", "us-east-1")
@@ -22,7 +25,10 @@ def test_organization_trail_with_prefix_is_parsed():
     parsed = parse_key(key)
     assert parsed is not None
     assert (parsed.prefix, parsed.org_id, parsed.account, parsed.region) == (
-        "team/logs", "o-a1b2c3d4e5", "111122223333", "eu-west-2"
+        "team/logs",
+        "o-a1b2c3d4e5",
+        "111122223333",
+        "eu-west-2",
     )
 
 

@@ -38,7 +38,11 @@ def test_new_files_are_published_once_with_their_original_records(s3, topics, se
     assert [b["object_key"] for b in batches] == [REAL_DATA_PREFIX + f.name + ".gz" for f in files]
     for batch, path in zip(batches, files, strict=True):
         assert [json.loads(r) for r in batch["records"]] == json.loads(path.read_text())["Records"]
-        assert (batch["source_id"], batch["account"], batch["region"]) == (source.source_id, "218007301253", "us-east-1")
+        assert (batch["source_id"], batch["account"], batch["region"]) == (
+            source.source_id,
+            "218007301253",
+            "us-east-1",
+        )
         assert (batch["chunk_index"], batch["chunk_count"]) == (0, 1)
     assert report.records == sum(len(b["records"]) for b in batches)
 
@@ -55,10 +59,16 @@ def test_new_files_are_published_once_with_their_original_records(s3, topics, se
 def test_a_corrupt_file_goes_to_the_dead_letter_topic_and_the_next_file_still_flows(s3, topics, settings, real_files):
     client, bucket = s3
     prefix = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/24/"
-    client.put_object(Bucket=bucket, Key=prefix + "111122223333_CloudTrail_eu-west-1_20261124T0000Z_a.json.gz",
-                      Body=gzip.compress(b'{"Records": [')[:-4])
-    client.put_object(Bucket=bucket, Key=prefix + "111122223333_CloudTrail_eu-west-1_20261124T0005Z_b.json.gz",
-                      Body=gzip.compress(real_files[0].read_bytes()))
+    client.put_object(
+        Bucket=bucket,
+        Key=prefix + "111122223333_CloudTrail_eu-west-1_20261124T0000Z_a.json.gz",
+        Body=gzip.compress(b'{"Records": [')[:-4],
+    )
+    client.put_object(
+        Bucket=bucket,
+        Key=prefix + "111122223333_CloudTrail_eu-west-1_20261124T0005Z_b.json.gz",
+        Body=gzip.compress(real_files[0].read_bytes()),
+    )
     Registry(settings, topics).add(new_source("111122223333", "eu-west-1", f"s3://{bucket}"))
 
     report = Poller(settings, topics, s3_client_factory(settings)).poll_once()

@@ -8,8 +8,14 @@ from schemas import Codec, UndecodableMessage
 from schemas.codec import SCHEMA_DIR
 
 RECORD = {
-    "source_id": "s", "stage": "poll", "reason": "r", "error_type": "k", "location": "l",
-    "time": datetime(2026, 1, 1, tzinfo=UTC), "payload": b"\x00\x01", "payload_size": 2,
+    "source_id": "s",
+    "stage": "poll",
+    "reason": "r",
+    "error_type": "k",
+    "location": "l",
+    "time": datetime(2026, 1, 1, tzinfo=UTC),
+    "payload": b"\x00\x01",
+    "payload_size": 2,
 }
 
 
@@ -43,6 +49,12 @@ def test_a_message_of_an_older_schema_version_is_read_into_the_current_one():
     old_codec = Codec(parse_schema(older), [])
     new_codec = Codec(parse_schema(current), [parse_schema(older)])
     old_message = old_codec.encode(
-        {"source_id": "s", "last_key": "k", "files": 1, "records": 2, "last_poll_time": datetime(2026, 1, 1, tzinfo=UTC)}
+        {
+            "source_id": "s",
+            "last_key": "k",
+            "files": 1,
+            "records": 2,
+            "last_poll_time": datetime(2026, 1, 1, tzinfo=UTC),
+        }
     )
     assert new_codec.decode(old_message)["last_error"] is None

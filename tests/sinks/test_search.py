@@ -12,8 +12,12 @@ from streams.enrich import FileContext, enrich
 
 CTX = FileContext("cloudtrail-218007301253-us-east-1", "k", "218007301253", "us-east-1", 1_800_000_000_000)
 ODD = [  # as JSON text: ..."note": "50%_off it's a \"quote\" C:\\Users"
-    ("odd-1", json.dumps({"eventID": "odd-1", "eventTime": "2023-07-10T13:00:00Z",
-                          "note": "50%_off it's a \"quote\" C:\\Users"})),
+    (
+        "odd-1",
+        json.dumps(
+            {"eventID": "odd-1", "eventTime": "2023-07-10T13:00:00Z", "note": '50%_off it\'s a "quote" C:\\Users'}
+        ),
+    ),
     ("odd-2", json.dumps({"eventID": "odd-2", "eventTime": "2023-07-10T13:00:01Z", "note": "plain"})),
 ]
 
@@ -44,7 +48,8 @@ def test_an_account_number_finds_every_record_that_mentions_it(loaded, real_reco
 
 def test_field_terms_are_anchored_and_and_ed(loaded, real_records):
     expected = {
-        r["eventID"] for r in real_records
+        r["eventID"]
+        for r in real_records
         if r["eventName"].startswith("Delete") and r["eventSource"] == "ec2.amazonaws.com"
     }
     assert expected
@@ -74,18 +79,21 @@ def test_results_are_newest_first_with_the_original_record(loaded):
     assert rows[0]["event_time"] == datetime(2023, 7, 10, 13, 0, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("query", "literal"), [
-    ("50%_off", "50%_off"),
-    ("%", "%"),
-    ("_off", "_off"),
-    ("it's", "it's"),
-    ("'\\\"quote\\\"'", '\\"quote\\"'),  # quoted: the JSON-escaped quote, as the record text has it
-    ("C:\\\\Users", "C:\\\\Users"),
-    ('"\'; DROP TABLE events; --"', "'; DROP TABLE events; --"),
-    ('"\' OR 1=1 --"', "' OR 1=1 --"),
-    ("{p0:String}", "{p0:String}"),
-    ("x" * 10_000, "x" * 10_000),
-])
+@pytest.mark.parametrize(
+    ("query", "literal"),
+    [
+        ("50%_off", "50%_off"),
+        ("%", "%"),
+        ("_off", "_off"),
+        ("it's", "it's"),
+        ("'\\\"quote\\\"'", '\\"quote\\"'),  # quoted: the JSON-escaped quote, as the record text has it
+        ("C:\\\\Users", "C:\\\\Users"),
+        ('"\'; DROP TABLE events; --"', "'; DROP TABLE events; --"),
+        ('"\' OR 1=1 --"', "' OR 1=1 --"),
+        ("{p0:String}", "{p0:String}"),
+        ("x" * 10_000, "x" * 10_000),
+    ],
+)
 def test_hostile_input_is_only_ever_text(loaded, all_texts, query, literal):
     assert _ids(loaded, query) == {event_id for event_id, record in all_texts if literal in record}
     assert _ids(loaded, "*") >= {"odd-1", "odd-2"}, "the table survived"

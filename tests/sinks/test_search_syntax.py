@@ -8,13 +8,16 @@ from trailhouse.errors import SearchSyntaxError
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("glob", "like"), [
-    ("*123456789012*", "%123456789012%"),
-    ("Delete?", "Delete_"),
-    ("50%_off", "50\\%\\_off"),
-    ("back\\slash", "back\\\\slash"),
-    ("it's", "it's"),
-])
+@pytest.mark.parametrize(
+    ("glob", "like"),
+    [
+        ("*123456789012*", "%123456789012%"),
+        ("Delete?", "Delete_"),
+        ("50%_off", "50\\%\\_off"),
+        ("back\\slash", "back\\\\slash"),
+        ("it's", "it's"),
+    ],
+)
 def test_globs_become_like_patterns_with_like_syntax_escaped(glob, like):
     assert glob_to_like(glob) == like
 
@@ -29,7 +32,10 @@ def test_free_terms_search_the_record_and_fields_search_their_column():
 
 
 def test_quotes_keep_spaces_and_colons_inside_one_term():
-    assert parse_query('"Access Denied" \'eventName:x\'') == (Term("record", "Access Denied"), Term("record", "eventName:x"))
+    assert parse_query("\"Access Denied\" 'eventName:x'") == (
+        Term("record", "Access Denied"),
+        Term("record", "eventName:x"),
+    )
 
 
 def test_backslashes_are_searched_for_not_escapes():
@@ -47,12 +53,15 @@ def test_a_field_takes_a_quoted_pattern():
     assert parse_query('errorMessage:"*not authorized*"') == (Term("error_message", "*not authorized*"),)
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ('"unclosed', "close the quote"),
-    ("eventName:'unclosed", "close the quote"),
-    ("eventName:", "no pattern"),
-    ("x" * 70_000, "limit"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ('"unclosed', "close the quote"),
+        ("eventName:'unclosed", "close the quote"),
+        ("eventName:", "no pattern"),
+        ("x" * 70_000, "limit"),
+    ],
+)
 def test_bad_queries_say_what_is_wrong(query, message):
     with pytest.raises(SearchSyntaxError, match=message):
         parse_query(query)
@@ -77,14 +86,17 @@ def test_no_terms_match_everything():
     assert where_clause(SearchQuery(())) == ("1", {})
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("7d", NOW - timedelta(days=7)),
-    ("24h", NOW - timedelta(hours=24)),
-    ("30m", NOW - timedelta(minutes=30)),
-    ("2w", NOW - timedelta(weeks=2)),
-    ("2026-01-31", datetime(2026, 1, 31, tzinfo=UTC)),
-    ("2026-01-31T12:30:00+01:00", datetime(2026, 1, 31, 11, 30, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", NOW - timedelta(days=7)),
+        ("24h", NOW - timedelta(hours=24)),
+        ("30m", NOW - timedelta(minutes=30)),
+        ("2w", NOW - timedelta(weeks=2)),
+        ("2026-01-31", datetime(2026, 1, 31, tzinfo=UTC)),
+        ("2026-01-31T12:30:00+01:00", datetime(2026, 1, 31, 11, 30, tzinfo=UTC)),
+    ],
+)
 def test_times_are_relative_or_iso(text, expected):
     assert parse_time(text, NOW) == expected
 

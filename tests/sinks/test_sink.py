@@ -58,8 +58,10 @@ def test_events_land_once_and_offsets_are_committed_after_the_insert(settings, t
 
     with RunningSink(settings, topics, clickhouse):
         ends = end_offsets(settings, topics, settings.topic_events)
-        _wait(lambda: is_drained(committed_offsets(settings, topics, settings.sink_group, settings.topic_events), ends),
-              "the sink to commit every offset")
+        _wait(
+            lambda: is_drained(committed_offsets(settings, topics, settings.sink_group, settings.topic_events), ends),
+            "the sink to commit every offset",
+        )
 
     assert _count(clickhouse, settings) == 500
     stored = clickhouse.query(
@@ -82,8 +84,10 @@ def test_reading_the_same_events_again_adds_nothing_to_search(settings, topics, 
     replay = settings.with_(sink_group=settings.sink_group + "-replay")  # a second sink reads it all again
     with RunningSink(replay, topics, clickhouse):
         ends = end_offsets(replay, topics, replay.topic_events)
-        _wait(lambda: is_drained(committed_offsets(replay, topics, replay.sink_group, replay.topic_events), ends),
-              "the replaying sink to catch up")
+        _wait(
+            lambda: is_drained(committed_offsets(replay, topics, replay.sink_group, replay.topic_events), ends),
+            "the replaying sink to catch up",
+        )
 
     assert _count(clickhouse, settings) == 200
 

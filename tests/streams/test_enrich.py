@@ -72,7 +72,10 @@ def test_a_record_without_event_id_gets_a_stable_derived_one():
 
 
 def test_odd_types_do_not_break_enrichment():
-    text = '{"eventID": 5, "readOnly": "true", "eventTime": "2023-07-10T11:42:10", "userIdentity": "root", "errorCode": {"a": 1}}'
+    text = (
+        '{"eventID": 5, "readOnly": "true", "eventTime": "2023-07-10T11:42:10", '
+        '"userIdentity": "root", "errorCode": {"a": 1}}'
+    )
     event = enrich(text, CTX)
     assert event["event_id"] == "5"
     assert event["read_only"] is True
@@ -81,19 +84,24 @@ def test_odd_types_do_not_break_enrichment():
     assert event["error_code"] == '{"a":1}'
 
 
-@pytest.mark.parametrize(("identity", "name"), [
-    ({"type": "IAMUser", "userName": "alice"}, "alice"),
-    ({"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/Admin/bob@corp"}, "Admin/bob@corp"),
-    ({"type": "Root", "arn": "arn:aws:iam::111122223333:root"}, "root"),
-    ({"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}, "ec2.amazonaws.com"),
-    ({"type": "Role", "sessionContext": {"sessionIssuer": {"userName": "deployer"}}}, "deployer"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("identity", "name"),
+    [
+        ({"type": "IAMUser", "userName": "alice"}, "alice"),
+        ({"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/Admin/bob@corp"}, "Admin/bob@corp"),
+        ({"type": "Root", "arn": "arn:aws:iam::111122223333:root"}, "root"),
+        ({"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}, "ec2.amazonaws.com"),
+        ({"type": "Role", "sessionContext": {"sessionIssuer": {"userName": "deployer"}}}, "deployer"),
+        ({}, None),
+    ],
+)
 def test_principal_names_are_readable(identity, name):
     assert principal_name(identity) == name
 
 
-@pytest.mark.parametrize(("text", "kind"), [("not json", "not_json"), ("[1, 2]", "not_an_object"), ('"x"', "not_an_object")])
+@pytest.mark.parametrize(
+    ("text", "kind"), [("not json", "not_json"), ("[1, 2]", "not_an_object"), ('"x"', "not_an_object")]
+)
 def test_text_that_is_not_a_json_object_is_refused(text, kind):
     with pytest.raises(NotARecord) as info:
         enrich(text, CTX)
