@@ -1,7 +1,7 @@
 """The poller stage: list every registered source, publish new log files to `cloudtrail.raw`, checkpoint.
 
 Per source, files are listed in key order after the checkpoint (`StartAfter`), read, split into chunks of their
-original records and published; a file is checkpointed only after Kafka acknowledged all of its chunks. A file
+original records and published; a checkpoint covers only files whose chunks Kafka has all acknowledged. A file
 that cannot be read as CloudTrail goes to `cloudtrail.dlq` and is checkpointed past, so one bad file never blocks
 a source. A source that cannot be listed (missing bucket, access denied) keeps its checkpoint and carries the
 reason in `last_error` until a later poll succeeds.
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.layout import FileKind, parse_key, region_prefix
+from producers.layout import FileKind, LogKey, parse_key, region_prefix
 from producers.publisher import FileRef, RawPublisher
 from producers.split import split_log_file
-from producers.storage import ObjectInfo, ObjectStore, open_store
+from producers.storage import fetch_ahead, open_store
 from schemas import Codec
 from trailhouse.config import Settings
 from trailhouse.errors import BadLogFile, SourceUnavailable, SourceUnreadable, TransientError
@@ -28,6 +28,11 @@ from trailhouse.kafka import CompactedTable, ensure_topics
 from trailhouse.sources import Source
 
 log = logging.getLogger(__name__)
+
+# A window of files is published before waiting for Kafka's acknowledgement and checkpointing its last file:
+# waiting per file would cost a round trip per file (most files hold a few hundred records or fewer).
+FLUSH_EVERY_FILES = 200
+FLUSH_EVERY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -54,6 +59,12 @@ class PollReport:
     @property
     def failed(self) -> list[SourceReport]:
         return [s for s in self.sources if s.error]
+
+
+def _log_key(key: str) -> LogKey | None:
+    """The parsed key of a CloudTrail log file; None for digests, Insights files and other objects."""
+    parsed = parse_key(key)
+    return parsed if parsed is not None and parsed.kind is FileKind.LOGS else None
 
 
 def empty_checkpoint(source_id: str) -> dict[str, Any]:
@@ -117,43 +128,44 @@ class Poller:
         return report
 
     def _poll_source(self, source: Source, checkpoint: dict[str, Any], publisher: RawPublisher) -> SourceReport:
+        """Publish a source's new files; checkpoint after each window of files Kafka has acknowledged."""
         report = SourceReport(source.source_id)
         prefix = region_prefix(source.account, source.region, prefix=source.prefix, org_id=source.org_id)
         checkpoint = dict(checkpoint, last_poll_time=self._clock())
+        unacknowledged = 0
         try:
             store = open_store(source.bucket, self._s3_client)
-            for obj in store.list(prefix, start_after=checkpoint["last_key"]):
+            listed = (obj for obj in store.list(prefix, start_after=checkpoint["last_key"]) if _log_key(obj.key))
+            for obj, data in fetch_ahead(store, listed, self._settings.poll_download_concurrency):
                 if self._stopping.is_set():
                     break
-                parsed = parse_key(obj.key)
-                if parsed is None or parsed.kind is not FileKind.LOGS:
-                    continue
+                parsed = _log_key(obj.key)
+                assert parsed is not None
                 ref = FileRef(source.source_id, source.bucket, obj.key, obj.etag, parsed.account, parsed.region)
-                records, dead = self._publish_file(store, obj, ref, publisher)
+                records, dead = self._publish_file(data, ref, publisher)
                 report.files += 1
                 report.records += records
                 report.dead_letters += dead
                 checkpoint.update(
-                    last_key=obj.key,
-                    files=checkpoint["files"] + 1,
-                    records=checkpoint["records"] + records,
-                    last_error=None,
+                    last_key=obj.key, files=checkpoint["files"] + 1, records=checkpoint["records"] + records
                 )
-                publisher.checkpoint(checkpoint)
+                unacknowledged += 1
+                if unacknowledged >= FLUSH_EVERY_FILES or publisher.queued_bytes >= FLUSH_EVERY_BYTES:
+                    publisher.flush()
+                    publisher.checkpoint(checkpoint)
+                    unacknowledged = 0
             checkpoint["last_error"] = None
         except (SourceUnreadable, SourceUnavailable) as exc:
             report.error = checkpoint["last_error"] = str(exc)
             log.error("%s: %s", source.source_id, exc)
+        publisher.flush()  # every file counted in `checkpoint` is acknowledged before the checkpoint is written
         publisher.checkpoint(checkpoint)
         if report.files:
             log.info("%s: published %d file(s), %d record(s)", source.source_id, report.files, report.records)
         return report
 
-    def _publish_file(
-        self, store: ObjectStore, obj: ObjectInfo, ref: FileRef, publisher: RawPublisher
-    ) -> tuple[int, int]:
-        """Publish one file and wait for Kafka's acknowledgement; return (records published, dead letters)."""
-        data = store.get(obj.key)
+    def _publish_file(self, data: bytes, ref: FileRef, publisher: RawPublisher) -> tuple[int, int]:
+        """Queue one file's chunks (and dead letters) for Kafka; return (records published, dead letters)."""
         now = self._clock()
         try:
             split = split_log_file(
@@ -164,7 +176,6 @@ class Poller:
         except BadLogFile as exc:
             log.warning("%s: %s -> dead-letter topic", ref.location, exc)
             publisher.dead_letter(ref, reason=str(exc), kind=exc.kind, payload=data, when=now)
-            publisher.flush()
             return 0, 1
         for record in split.oversized:
             reason = (

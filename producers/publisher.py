@@ -1,8 +1,8 @@
 """Publishing a log file's chunks, dead letters and checkpoints with one Kafka producer.
 
-Guarantee: `publish_file` returns only once Kafka acknowledged every chunk of the file, and raises if any was
-refused; the poller writes the file's checkpoint only after that, so a crash between the two re-publishes the
-file (at-least-once) and never skips it.
+Guarantee: `flush` returns only once Kafka acknowledged everything produced before it, and raises if anything
+was refused; the poller writes a checkpoint only after a flush that covers every file the checkpoint counts, so a
+crash re-publishes files (at-least-once) and never skips one.
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ class RawPublisher:
         self._dead = Codec.of("DeadLetter")
         self._checkpoint = Codec.of("Checkpoint")
         self._failures: list[str] = []
+        self.queued_bytes = 0  # produced since the last flush
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:
             self._failures.append(err.str())
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
+        self.queued_bytes += len(value)
         try:
             self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
         except BufferError:
@@ -78,7 +80,6 @@ class RawPublisher:
                 }
             )
             self._produce(self._settings.topic_raw, ref.source_id, value)
-        self.flush()
 
     def dead_letter(
         self, ref: FileRef, *, reason: str, kind: str, payload: bytes, when: datetime, location: str = ""
@@ -102,6 +103,7 @@ class RawPublisher:
 
     def flush(self) -> None:
         """Wait until Kafka acknowledged everything produced so far; raise if anything was refused."""
+        self.queued_bytes = 0
         try:
             remaining = self._producer.flush(FLUSH_TIMEOUT_S)
         except KafkaException as exc:

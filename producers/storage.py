@@ -8,7 +8,9 @@ checkpoint logic is the same for both. S3 errors are translated here, from botoc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -136,6 +138,30 @@ class FolderStore:
             raise SourceUnavailable(f"{self.url}/{key} disappeared while being read") from exc
         except PermissionError as exc:
             raise SourceUnreadable(f"{self.url}/{key}: permission denied; make it readable") from exc
+
+
+def fetch_ahead(
+    store: ObjectStore, objects: Iterable[ObjectInfo], concurrency: int
+) -> Iterator[tuple[ObjectInfo, bytes]]:
+    """Each object with its bytes, in the order given, while up to `concurrency` downloads run ahead.
+
+    Memory stays bounded by `concurrency` files; a download's error is raised when its turn comes, so what was
+    yielded before it is unaffected. Downloads still queued are cancelled when the caller stops early.
+    """
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-get") as pool:
+        window: deque[tuple[ObjectInfo, Future[bytes]]] = deque()
+        try:
+            for obj in objects:
+                window.append((obj, pool.submit(store.get, obj.key)))
+                if len(window) >= concurrency:
+                    first, future = window.popleft()
+                    yield first, future.result()
+            while window:
+                first, future = window.popleft()
+                yield first, future.result()
+        finally:
+            for _, future in window:
+                future.cancel()
 
 
 def open_store(bucket_url: str, s3_client: Callable[[], Any]) -> ObjectStore:

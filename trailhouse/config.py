@@ -68,6 +68,7 @@ class Settings:
     raw_chunk_bytes: int = _setting(
         900_000, "largest RawBatch message in bytes; keep below the broker's message.max.bytes", POLL
     )
+    poll_download_concurrency: int = _setting(8, "log files downloaded at once per poller", POLL)
     max_file_bytes: int = _setting(
         512 * 1024 * 1024, "uncompressed size above which a log file goes to the dead-letter topic", POLL
     )
@@ -191,7 +192,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"kafka_compression={s.kafka_compression!r}: use none, gzip, lz4 or zstd")
     if s.raw_chunk_bytes < 64 * 1024:
         raise ConfigError(f"raw_chunk_bytes={s.raw_chunk_bytes} is too small: use at least 65536")
-    for name in ("kafka_partitions", "kafka_replication", "sink_batch_events"):
+    for name in ("kafka_partitions", "kafka_replication", "sink_batch_events", "poll_download_concurrency"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     for name in ("poll_interval", "sink_batch_seconds"):
