@@ -24,6 +24,7 @@ _DEAD = Codec.of("DeadLetter")
 
 
 def build_app(settings: Settings, bootstrap: str) -> faust.App:
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],

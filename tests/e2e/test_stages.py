@@ -1,0 +1,74 @@
+"""`trailhouse poll`, `worker` and `sink` as separate processes sharing one Kafka, as a scaled-out deployment runs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import lay_out_real_files
+from tests.e2e.cli import Trailhouse
+from trailhouse.config import load_settings
+from trailhouse.kafka import committed_offsets, end_offsets, is_drained
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_drained(settings, broker, group, topic, timeout=120.0):
+    ends = end_offsets(settings, broker, topic)
+    deadline = time.monotonic() + timeout
+    while not is_drained(committed_offsets(settings, broker, group, topic), ends):
+        assert time.monotonic() < deadline, f"{group} did not catch up with {topic}"
+        time.sleep(0.2)
+
+
+def test_each_stage_runs_alone_against_a_shared_kafka(broker, tmp_path, unique, real_files):
+    folder = tmp_path / "bucket"
+
+    def put(key, body):
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(body)
+
+    lay_out_real_files(real_files[:10], put)
+    env = {
+        "TRAILHOUSE_KAFKA_BOOTSTRAP": broker,
+        "TRAILHOUSE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
+        "TRAILHOUSE_TOPIC_RAW": f"raw-{unique}",
+        "TRAILHOUSE_TOPIC_EVENTS": f"events-{unique}",
+        "TRAILHOUSE_TOPIC_DLQ": f"dlq-{unique}",
+        "TRAILHOUSE_TOPIC_REGISTRY": f"registry-{unique}",
+        "TRAILHOUSE_TOPIC_CHECKPOINTS": f"checkpoints-{unique}",
+        "TRAILHOUSE_WORKER_GROUP": f"worker-{unique}",
+        "TRAILHOUSE_SINK_GROUP": f"sink-{unique}",
+        "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
+        "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
+    }
+    trailhouse = Trailhouse(tmp_path / "data", env)
+    settings = load_settings(environ={k: v for k, v in trailhouse.env.items() if k.startswith("TRAILHOUSE_")})
+    trailhouse("sources", "add", "--account", "218007301253", "--region", "us-east-1", "--bucket", f"file://{folder}")
+
+    stages = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "trailhouse", name],
+            env=trailhouse.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("sink", "worker")
+    }
+    try:
+        polled = trailhouse("poll", "--once")
+        records = sum(len(json.loads(f.read_text())["Records"]) for f in real_files[:10])
+        assert f"published 10 file(s), {records:,} record(s)" in polled.stdout
+        _wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
+        _wait_drained(settings, broker, settings.sink_group, settings.topic_events)
+    finally:
+        for process in stages.values():
+            process.send_signal(signal.SIGTERM)
+        outputs = {name: process.communicate(timeout=60)[0] for name, process in stages.items()}
+    assert {name: p.returncode for name, p in stages.items()} == {"sink": 0, "worker": 0}, outputs
+    assert trailhouse("search", "*", "--count").stdout.strip() == str(records)
+    assert trailhouse("poll", "--once").stdout.startswith("published 0 file(s)")
