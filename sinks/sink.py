@@ -117,12 +117,19 @@ class Sink:
                 continue
             self._write_with_retry(batch)
             self._deliver_dead_letters()
-            self._consumer.commit(
-                offsets=[TopicPartition(batch.topic, batch.partition, batch.last_offset + 1)], asynchronous=False
-            )
+            self._commit(batch)
             del self._batches[key]
             if self._on_write is not None:
                 self._on_write(batch.topic, len(batch.records))
+
+    def _commit(self, batch: PartitionBatch) -> None:
+        """Commit a written batch; if Kafka refuses, the batch is read and written again later (idempotently)."""
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(batch.topic, batch.partition, batch.last_offset + 1)], asynchronous=False
+            )
+        except KafkaException as exc:
+            log.warning("could not commit %s/%d: %s", batch.topic, batch.partition, translate(exc, "commit"))
 
     def _write_with_retry(self, batch: PartitionBatch) -> None:
         """Write a batch; keep retrying while ClickHouse is unavailable, with partitions paused meanwhile."""

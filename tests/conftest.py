@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,18 @@ def lay_out_real_files(files: list[Path], put) -> None:
     """Gzip each real file under the key a trail would have written it to."""
     for f in files:
         put(REAL_DATA_PREFIX + f.name + ".gz", gzip.compress(f.read_bytes(), mtime=0))
+
+
+def wait_drained(settings: Settings, broker: str, group: str, topic: str, timeout: float = 120.0) -> None:
+    """Poll until `group` has committed everything `topic` holds now (no sleeps of fixed length)."""
+    from trailhouse.kafka import committed_offsets, end_offsets, is_drained
+
+    ends = end_offsets(settings, broker, topic)
+    deadline = time.monotonic() + timeout
+    while not is_drained(committed_offsets(settings, broker, group, topic), ends):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{group} did not catch up with {topic} within {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

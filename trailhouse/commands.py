@@ -150,7 +150,7 @@ def poll(settings: Settings, *, once: bool) -> int:
         if not once:
             run_until_signalled(stage)
             return 0
-        report = stage.poll_once()  # type: ignore[attr-defined]
+        report = stage.poll_once()
         print(f"published {report.files} file(s), {report.records:,} record(s)")
         for failed in report.failed:
             print(f"  {failed.source_id}: ERROR {failed.error}")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from producers.poller import Poller, PollReport
+from producers.poller import PollReport
 from trailhouse.config import Settings
 from trailhouse.embedded import EmbeddedKafka
 from trailhouse.errors import TerminalError, TrailhouseError
@@ -135,9 +135,7 @@ def run_once(
     pipeline = Pipeline(settings, bootstrap)
     pipeline.start()
     try:
-        poller = poll_stage(settings, bootstrap)
-        assert isinstance(poller, Poller)
-        report = poller.poll_once()
+        report = poll_stage(settings, bootstrap).poll_once()
         log.info(
             "published %d file(s), %d record(s); waiting for the worker and the sink", report.files, report.records
         )

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
+from producers.poller import Poller
 from trailhouse.config import Settings
 from trailhouse.logs import setup_logging
 from trailhouse.processes import die_with_parent
@@ -46,8 +47,7 @@ def run_until_signalled(stage: Stage) -> None:
             signal.signal(s, handler)
 
 
-def poll_stage(settings: Settings, bootstrap: str) -> Stage:
-    from producers.poller import Poller
+def poll_stage(settings: Settings, bootstrap: str) -> Poller:
     from producers.storage import s3_client_factory
 
     return Poller(settings, bootstrap, s3_client_factory(settings))

@@ -4,34 +4,20 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import lay_out_real_files
+from tests.conftest import lay_out_real_files, wait_drained
 from tests.e2e.cli import Trailhouse
 from trailhouse.config import load_settings
-from trailhouse.kafka import committed_offsets, end_offsets, is_drained
+from trailhouse.generate import folder_writer
 
 pytestmark = pytest.mark.e2e
 
 
-def _wait_drained(settings, broker, group, topic, timeout=120.0):
-    ends = end_offsets(settings, broker, topic)
-    deadline = time.monotonic() + timeout
-    while not is_drained(committed_offsets(settings, broker, group, topic), ends):
-        assert time.monotonic() < deadline, f"{group} did not catch up with {topic}"
-        time.sleep(0.2)
-
-
 def test_each_stage_runs_alone_against_a_shared_kafka(broker, tmp_path, unique, real_files):
     folder = tmp_path / "bucket"
-
-    def put(key, body):
-        (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        (folder / key).write_bytes(body)
-
-    lay_out_real_files(real_files[:10], put)
+    lay_out_real_files(real_files[:10], folder_writer(folder))
     env = {
         "TRAILHOUSE_KAFKA_BOOTSTRAP": broker,
         "TRAILHOUSE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
@@ -63,8 +49,8 @@ def test_each_stage_runs_alone_against_a_shared_kafka(broker, tmp_path, unique, 
         polled = trailhouse("poll", "--once")
         records = sum(len(json.loads(f.read_text())["Records"]) for f in real_files[:10])
         assert f"published 10 file(s), {records:,} record(s)" in polled.stdout
-        _wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
-        _wait_drained(settings, broker, settings.sink_group, settings.topic_events)
+        wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
+        wait_drained(settings, broker, settings.sink_group, settings.topic_events)
     finally:
         for process in stages.values():
             process.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ from producers.poller import Poller
 from producers.storage import s3_client_factory
 from schemas import Codec
 from tests.conftest import REAL_DATA_PREFIX, lay_out_real_files
+from trailhouse.generate import folder_writer
 from trailhouse.kafka import CompactedTable, read_to_end
 from trailhouse.registry import Registry
 from trailhouse.sources import new_source
@@ -99,12 +100,7 @@ def test_a_missing_bucket_marks_the_source_in_error_and_others_still_poll(s3, to
 
 def test_a_local_folder_is_read_like_a_bucket(tmp_path, topics, settings, real_files):
     root = tmp_path / "bucket"
-
-    def put(key, body):
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(body)
-
-    lay_out_real_files(real_files[:3], put)
+    lay_out_real_files(real_files[:3], folder_writer(root))
     Registry(settings, topics).add(new_source("218007301253", "us-east-1", f"file://{root}"))
     poller = Poller(settings, topics, s3_client_factory(settings))
 

@@ -11,7 +11,8 @@ from schemas import Codec
 from sinks.sink import Sink
 from sinks.tables import events_table
 from streams.enrich import FileContext, enrich
-from trailhouse.kafka import committed_offsets, end_offsets, is_drained, producer_options, read_to_end
+from tests.conftest import wait_drained
+from trailhouse.kafka import committed_offsets, producer_options, read_to_end
 
 CTX = FileContext("cloudtrail-218007301253-us-east-1", "k", "218007301253", "us-east-1", 1_800_000_000_000)
 
@@ -57,11 +58,7 @@ def test_events_land_once_and_offsets_are_committed_after_the_insert(settings, t
     _produce(settings, topics, [codec.encode(e) for e in events] + [b"not avro"])
 
     with RunningSink(settings, topics, clickhouse):
-        ends = end_offsets(settings, topics, settings.topic_events)
-        _wait(
-            lambda: is_drained(committed_offsets(settings, topics, settings.sink_group, settings.topic_events), ends),
-            "the sink to commit every offset",
-        )
+        wait_drained(settings, topics, settings.sink_group, settings.topic_events)
 
     assert _count(clickhouse, settings) == 500
     stored = clickhouse.query(
@@ -83,11 +80,7 @@ def test_reading_the_same_events_again_adds_nothing_to_search(settings, topics, 
         _wait(lambda: _count(clickhouse, settings) == 200, "200 distinct events")
     replay = settings.with_(sink_group=settings.sink_group + "-replay")  # a second sink reads it all again
     with RunningSink(replay, topics, clickhouse):
-        ends = end_offsets(replay, topics, replay.topic_events)
-        _wait(
-            lambda: is_drained(committed_offsets(replay, topics, replay.sink_group, replay.topic_events), ends),
-            "the replaying sink to catch up",
-        )
+        wait_drained(replay, topics, replay.sink_group, replay.topic_events)
 
     assert _count(clickhouse, settings) == 200
 
