@@ -71,6 +71,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "events: analyst columns of Event v2 (actor, resources, action_class, ...)",
+        (
+            """
+            ALTER TABLE {db}.events
+                ADD COLUMN IF NOT EXISTS actor String,
+                ADD COLUMN IF NOT EXISTS session_issuer_arn String,
+                ADD COLUMN IF NOT EXISTS mfa_used Nullable(Bool),
+                ADD COLUMN IF NOT EXISTS ip_version Nullable(UInt8),
+                ADD COLUMN IF NOT EXISTS user_agent_family LowCardinality(String),
+                ADD COLUMN IF NOT EXISTS resources Array(String),
+                ADD COLUMN IF NOT EXISTS action_class LowCardinality(String) DEFAULT 'other',
+                ADD COLUMN IF NOT EXISTS is_error Bool DEFAULT error_code != '',
+                ADD COLUMN IF NOT EXISTS outcome LowCardinality(String)
+                    DEFAULT if(error_code != '', 'failure', 'success'),
+                ADD COLUMN IF NOT EXISTS console_login LowCardinality(String),
+                ADD COLUMN IF NOT EXISTS tls_version LowCardinality(String),
+                ADD COLUMN IF NOT EXISTS vpc_endpoint_id String,
+                ADD COLUMN IF NOT EXISTS derived_fields Array(LowCardinality(String))
+            """,
+        ),
+    ),
 )
 
 

@@ -46,10 +46,20 @@ FIELDS: dict[str, str] = {
     "requestID": "request_id",
     "source": "source_id",
     "account": "recipient_account_id",
-    "user": "user_name",
+    "user": "actor",
+    "actor": "actor",
+    "sessionIssuer": "session_issuer_arn",
+    "action": "action_class",
+    "agent": "user_agent_family",
+    "tlsVersion": "tls_version",
+    "vpcEndpointId": "vpc_endpoint_id",
+    "resources": "resources",
+    "resource": "resources",
 }
-COLUMNS = frozenset(FIELDS.values()) | {"object_key", "ingest_time"}
-_TEXT_COLUMNS = COLUMNS - {"event_time", "ingest_time", "read_only", "management_event"}
+COLUMNS = frozenset(FIELDS.values()) | {"object_key", "ingest_time", "outcome", "console_login", "is_error", "mfa_used"}
+_ARRAY_COLUMNS = frozenset({"resources"})
+_TEXT_COLUMNS = COLUMNS - {"event_time", "ingest_time", "read_only", "management_event", "is_error", "mfa_used"}
+_TEXT_COLUMNS -= _ARRAY_COLUMNS
 MAX_QUERY_CHARS = 64 * 1024
 
 
@@ -138,6 +148,9 @@ def where_clause(query: SearchQuery) -> tuple[str, dict[str, Any]]:
         if term.column == "record":
             params[name] = f"%{glob_to_like(term.pattern)}%"
             conditions.append(f"record {operator} {{{name}:String}}")
+        elif term.column in _ARRAY_COLUMNS:
+            params[name] = glob_to_like(term.pattern)
+            conditions.append(f"arrayExists(x -> x {operator} {{{name}:String}}, {term.column})")
         else:
             params[name] = glob_to_like(term.pattern)
             column = term.column if term.column in _TEXT_COLUMNS else f"toString({term.column})"
@@ -177,7 +190,7 @@ RESULT_COLUMNS = (
     "aws_region",
     "event_source",
     "event_name",
-    "user_name",
+    "actor",
     "user_arn",
     "source_ip",
     "error_code",

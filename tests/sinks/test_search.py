@@ -8,6 +8,7 @@ import pytest
 from sinks.clickhouse import insert
 from sinks.search import SearchQuery, count, parse_query, search
 from sinks.tables import events_table
+from streams.classify import action_class
 from streams.enrich import FileContext, enrich
 
 CTX = FileContext("cloudtrail-218007301253-us-east-1", "k", "218007301253", "us-east-1", 1_800_000_000_000)
@@ -97,3 +98,17 @@ def test_results_are_newest_first_with_the_original_record(loaded):
 def test_hostile_input_is_only_ever_text(loaded, all_texts, query, literal):
     assert _ids(loaded, query) == {event_id for event_id, record in all_texts if literal in record}
     assert _ids(loaded, "*") >= {"odd-1", "odd-2"}, "the table survived"
+
+
+def test_analyst_columns_are_searchable(loaded, real_records):
+    bucket_calls = {r["eventID"] for r in real_records if "bucketName" in (r.get("requestParameters") or {})}
+    assert _ids(loaded, "resource:arn:aws:s3:::*") >= bucket_calls
+    deletes = {
+        r["eventID"]
+        for r in real_records
+        if action_class(r["eventName"], r.get("readOnly"), r["eventType"]) == "delete"
+    }
+    assert any(i in deletes for i in _ids(loaded, "eventName:Delete*")) and _ids(loaded, "action:delete") == deletes
+    assert _ids(loaded, "user:bert-jan") == {
+        r["eventID"] for r in real_records if r["userIdentity"].get("userName") == "bert-jan"
+    }
