@@ -94,6 +94,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "sources table: per-source state from cloudtrail.sources",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {db}.sources
+            (
+                source_id String,
+                status LowCardinality(String),
+                status_since DateTime64(3, 'UTC'),
+                first_event_time Nullable(DateTime64(3, 'UTC')),
+                last_event_time Nullable(DateTime64(3, 'UTC')),
+                last_ingest_time Nullable(DateTime64(3, 'UTC')),
+                last_poll_time Nullable(DateTime64(3, 'UTC')),
+                events_total UInt64,
+                files_total UInt64,
+                duplicates_total UInt64,
+                dead_letters_total UInt64,
+                poll_errors_total UInt64,
+                errors_total UInt64,
+                events_last_hour UInt64,
+                last_error String,
+                last_error_time Nullable(DateTime64(3, 'UTC')),
+                lag_p50_seconds Nullable(Float64),
+                lag_p95_seconds Nullable(Float64),
+                updated_at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY source_id
+            SETTINGS non_replicated_deduplication_window = 10000
+            """,
+        ),
+    ),
 )
 
 

@@ -1,9 +1,10 @@
-"""Per-source totals read from the events table: exact counts come from ClickHouse, not from stream state."""
+"""Per-source figures read from ClickHouse: exact event totals from `events`, the workers' view from `sources`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sinks.clickhouse import Client, call, utc
 
@@ -23,3 +24,12 @@ def source_totals(client: Client, database: str) -> dict[str, SourceTotals]:
     )
     rows = call("read source totals", lambda: client.query(sql).result_rows)
     return {row[0]: SourceTotals(int(row[1]), utc(row[2]), utc(row[3]), utc(row[4])) for row in rows}
+
+
+def source_states(client: Client, database: str) -> dict[str, dict[str, Any]]:
+    """The latest SourceState the workers published for each source."""
+    result = call("read source states", lambda: client.query(f"SELECT * FROM {database}.sources FINAL"))
+    return {
+        row[0]: {name: utc(value) for name, value in zip(result.column_names, row, strict=True)}
+        for row in result.result_rows
+    }

@@ -43,3 +43,7 @@ def _spec(table: str, schema: str) -> TableSpec:
 
 def events_table() -> TableSpec:
     return _spec("events", "Event")
+
+
+def sources_table() -> TableSpec:
+    return _spec("sources", "SourceState")

@@ -1,29 +1,48 @@
-"""The Faust app: its topics and agents, declared in one place.
+"""The Faust app: its topics, tables, agent, timer and web views, declared in one place.
 
-Topology:  cloudtrail.raw --enrich--> cloudtrail.events
-                                 \\--> cloudtrail.dlq   (records that are not JSON objects, undecodable batches)
+Topology:
+    cloudtrail.raw ─┐                           ┌─▶ cloudtrail.events   (enriched, duplicates dropped)
+                    ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
+    trailhouse.checkpoints (poll outcomes) ─┘   └─▶ cloudtrail.sources  (SourceState, on every change)
+    tables: event-ids (de-dup window), source-state (per source), source-view (global copy for /sources/)
+    timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
+    web:   GET /sources/  all sources;  GET /sources/{id}/  routed to the worker that owns the source
 
-The agent handles one log-file chunk per message and sends that chunk's events before it takes the next message:
+The agent handles one log-file chunk per message and sends that chunk's results before it takes the next message:
 Faust commits a `cloudtrail.raw` offset only after the agent moved past it, so every event is acknowledged by
-Kafka before its file chunk counts as done (at-least-once; duplicates are removed downstream by eventID).
+Kafka before its chunk counts as done (at-least-once). Tables are updated once per chunk for the source state;
+the de-duplication table necessarily holds one entry per event id.
+
+Both input topics are keyed by source id with the murmur2 partitioner and have the same partition count, so a
+source's chunks, poll outcomes and state live on the same partition and worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
+from faust.types import TP
+from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
+from streams.highwaters import use_exact_highwaters
+from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from trailhouse.config import Settings
 
 _EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
+_STATE = Codec.of("SourceState")
+_CHECKPOINT = Codec.of("Checkpoint")
+
+SILENT_SOURCES_EVERY_S = 30.0
 
 
-def build_app(settings: Settings, bootstrap: str) -> faust.App:
+def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
@@ -39,35 +58,120 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.rebalance_timeout / 4),
-        web_enabled=False,
+        web_enabled=True,
+        web_port=web_port,
+        web_bind=settings.worker_web_bind,
+        canonical_url=f"http://{settings.worker_web_host}:{web_port}",
     )
-    raw_topic = app.topic(settings.topic_raw, key_serializer="raw", value_serializer="raw")
+    window = timedelta(seconds=settings.dedup_window)
+    online_window_ms = int(settings.online_window * 1000)
+    inputs = app.topic(settings.topic_raw, settings.topic_checkpoints, key_serializer="raw", value_serializer="raw")
+    # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
+    # the previous window, i.e. within at least `dedup_window` and at most twice that.
+    seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
+    states = app.Table("source-state", default=None, use_partitioner=True)
+    view = app.GlobalTable("source-view", default=None, use_partitioner=True)
 
-    async def send(result: BatchResult) -> None:
-        """Send a chunk's results and wait until Kafka acknowledged all of them."""
+    async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
+        return [await app.producer.send(topic, key, value, None, None, None) for value in values]
+
+    async def store_state(source_id: str, state: dict[str, Any], partition: int, now: int) -> list[Any]:
+        """Update the tables and send the SourceState; returns the delivery to await with the chunk's others."""
+        state = dict(state, partition=partition)
+        states[source_id] = state
+        record = to_record(state, now)
+        view[source_id] = record
+        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(record)])
+
+    def state_of(source_id: str, now: int) -> dict[str, Any]:
+        return states.get(source_id) or new_state(source_id, now)
+
+    def drop_duplicates(result: BatchResult) -> tuple[list[dict[str, Any]], int]:
+        fresh = []
+        for event in result.events:
+            window_of_id = seen[event["event_id"]]
+            if window_of_id.current() or window_of_id.delta(window):
+                continue
+            seen[event["event_id"]] = 1
+            fresh.append(event)
+        return fresh, len(result.events) - len(fresh)
+
+    async def on_chunk(message: faust.types.EventT) -> None:
+        moment = datetime.now(UTC)
+        now = int(moment.timestamp() * 1000)
+        raw = message.message
+        result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
+        events, duplicates = drop_duplicates(result)
         key = result.source_id.encode()
-        deliveries = [
-            await app.producer.send(settings.topic_events, key, _EVENT.encode(event), None, None, None)
-            for event in result.events
-        ]
-        deliveries += [
-            await app.producer.send(settings.topic_dlq, key, _DEAD.encode(dead), None, None, None)
-            for dead in result.dead_letters
-        ]
+        deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
+        deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
+        if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source
+            deliveries += await update_source(result, events, duplicates, raw.partition, now)
         await asyncio.gather(*deliveries)
 
-    @app.agent(raw_topic, name="enrich")
-    async def enrich_files(stream: faust.StreamT) -> None:
+    async def update_source(
+        result: BatchResult, events: list[dict[str, Any]], duplicates: int, partition: int, now: int
+    ) -> list[Any]:
+        chunk = ChunkSummary(
+            first_chunk=result.chunk_index == 0,
+            events=len(events),
+            duplicates=duplicates,
+            dead_letters=len(result.dead_letters),
+            ingest_time_ms=result.ingest_time_ms,
+            event_times_ms=tuple(e["event_time"] for e in events),
+        )
+        state = evaluate(apply_chunk(state_of(result.source_id, now), chunk), now, online_window_ms)
+        return await store_state(result.source_id, state, partition, now)
+
+    async def on_poll_outcome(message: faust.types.EventT) -> None:
+        now = now_ms()
+        checkpoint = _CHECKPOINT.decode(message.message.value)
+        source_id = checkpoint["source_id"]
+        state = evaluate(apply_poll(state_of(source_id, now), checkpoint), now, online_window_ms)
+        await asyncio.gather(*await store_state(source_id, state, message.message.partition, now))
+
+    @app.agent(inputs, name="process")
+    async def process(stream: faust.StreamT) -> None:
         async for message in stream.events():
-            location = f"{message.message.topic}/{message.message.partition}/{message.message.offset}"
-            await send(process_raw(message.value, location=location, now=datetime.now(UTC)))
+            if message.message.topic == settings.topic_checkpoints:
+                await on_poll_outcome(message)
+            else:
+                await on_chunk(message)
+
+    @app.timer(interval=SILENT_SOURCES_EVERY_S)
+    async def reevaluate_silent_sources() -> None:
+        """Move sources that went quiet from ONLINE to IDLE: no input arrives to do it."""
+        now = now_ms()
+        actives = app.assignor.assigned_actives()
+        for source_id, state in list(states.items()):
+            if not state or TP(settings.topic_raw, state.get("partition", -1)) not in actives:
+                continue
+            updated = evaluate(state, now, online_window_ms)
+            if updated["status"] != state["status"]:
+                await asyncio.gather(*await store_state(source_id, updated, state["partition"], now))
+
+    @app.page("/sources/")
+    class AllSources(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({key: value for key, value in view.items() if value})
+
+    @app.page("/sources/{source_id}/")
+    class OneSource(View):
+        @app.table_route(table=states, match_info="source_id")
+        async def get(self, request: Request, source_id: str) -> Response:
+            state = states.get(source_id)
+            if state is None:
+                return self.notfound(f"no state for source {source_id!r} (unknown, or nothing polled yet)")
+            return self.json(to_record(state, now_ms()))
 
     return app
 
 
-def run_worker(settings: Settings, bootstrap: str) -> None:
+def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
-    app = build_app(settings, bootstrap)
+    if settings.embedded_kafka:
+        use_exact_highwaters(settings, bootstrap)
+    app = build_app(settings, bootstrap, web_port=web_port)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
     worker.execute_from_commandline()

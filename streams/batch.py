@@ -19,6 +19,8 @@ _RAW = Codec.of("RawBatch")
 @dataclass
 class BatchResult:
     source_id: str
+    chunk_index: int = 0
+    ingest_time_ms: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,7 +54,7 @@ def process_raw(value: bytes, *, location: str, now: datetime) -> BatchResult:
         region=batch["region"],
         ingest_time_ms=int(batch["ingest_time"].timestamp() * 1000),
     )
-    result = BatchResult(source_id=ctx.source_id)
+    result = BatchResult(source_id=ctx.source_id, chunk_index=batch["chunk_index"], ingest_time_ms=ctx.ingest_time_ms)
     file_location = f"{batch['bucket'].rstrip('/')}/{batch['object_key']}"
     for index, text in enumerate(batch["records"]):
         try:

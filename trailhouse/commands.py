@@ -58,36 +58,52 @@ def sources_list(settings: Settings) -> str:
 
 
 def sources_status(settings: Settings) -> str:
+    from datetime import timedelta
+
     from schemas import Codec
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from sinks.stats import source_totals
+    from sinks.stats import source_states, source_totals
     from trailhouse.kafka import CompactedTable
     from trailhouse.status import source_status
 
     with kafka(settings) as (bootstrap, _):
         sources = Registry(settings, bootstrap).sources()
         checkpoints = CompactedTable(settings, bootstrap, settings.topic_checkpoints, Codec.of("Checkpoint")).read()
+    if not sources:
+        return "no sources registered"
     client = connect(settings.clickhouse_dsn)
     migrate(client, settings.clickhouse_database)
     totals = source_totals(client, settings.clickhouse_database)
+    states = source_states(client, settings.clickhouse_database)
     now = datetime.now(UTC)
-    statuses = [source_status(s, checkpoints.get(s.source_id), totals.get(s.source_id), now) for s in sources]
-    if not statuses:
-        return "no sources registered"
-    rows = [
-        (
-            st.source_id,
-            st.status,
-            f"{st.events:,}",
-            st.files,
-            _when(st.last_event_time),
-            _when(st.last_ingest_time),
-            st.detail,
+    window = timedelta(seconds=settings.online_window)
+    rows = []
+    for source in sources:
+        st = source_status(
+            source,
+            states.get(source.source_id),
+            checkpoints.get(source.source_id),
+            totals.get(source.source_id),
+            now,
+            window,
         )
-        for st in statuses
-    ]
-    return format_table(rows, ("source", "status", "events", "files", "last event", "last ingest", "detail"))
+        lag = f"{st.lag_p95_seconds:,.0f}s" if st.lag_p95_seconds is not None else "-"
+        rows.append(
+            (
+                source.source_id,
+                source.account,
+                source.region,
+                st.status,
+                f"{st.events:,}",
+                _when(st.last_event_time),
+                st.events_last_hour,
+                lag,
+                st.last_error,
+            )
+        )
+    headers = ("id", "account", "region", "status", "events", "last event", "events/h", "lag p95", "last error")
+    return format_table(rows, headers)
 
 
 def _when(moment: datetime | None) -> str:
@@ -106,7 +122,7 @@ def run(settings: Settings, *, once: bool, timeout_s: float) -> int:
             started = time.monotonic()
             report = run_once(settings, bootstrap, timeout_s=timeout_s, progress=progress_printer())
             if embedded is not None:
-                embedded.save([settings.topic_checkpoints])  # drained: every checkpoint's records are stored
+                embedded.save(embedded.drained_topics)  # drained: every checkpoint's records are stored
             print(once_summary(report, time.monotonic() - started))
             return 1 if report.failed else 0
         stop = _stop_on_signals()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -51,6 +52,7 @@ class Settings:
     topic_raw: str = _setting("cloudtrail.raw", "topic of raw CloudTrail log files (RawBatch)", KAFKA)
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
+    topic_sources: str = _setting("cloudtrail.sources", "compacted topic of per-source state (SourceState)", KAFKA)
     topic_registry: str = _setting("trailhouse.sources-config", "compacted topic of registered sources", KAFKA)
     topic_checkpoints: str = _setting("trailhouse.checkpoints", "compacted topic of poller checkpoints", KAFKA)
 
@@ -74,6 +76,17 @@ class Settings:
     )
 
     worker_group: str = _setting("trailhouse-worker", "Faust app id = consumer group of the workers", WORKER)
+    dedup_window: float = _setting(86_400.0, "seconds within which an eventID seen again is a duplicate", WORKER)
+    online_window: float = _setting(
+        1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
+    )
+    worker_web_port: int | None = _setting(
+        None, "port of the worker's web server (/sources/); unset = 6066, or a free port on the embedded stack", WORKER
+    )
+    worker_web_host: str = _setting(
+        socket.gethostname(), "host name other workers reach this one by (routes /sources/{id}/)", WORKER
+    )
+    worker_web_bind: str = _setting("0.0.0.0", "interface the worker's web server listens on", WORKER)
     worker_rebalance_timeout: float | None = _setting(
         None,
         "seconds a rebalance waits for workers to rejoin; unset = 4 on the embedded broker (Tansu holds every "
@@ -88,6 +101,11 @@ class Settings:
     @property
     def embedded_kafka(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def worker_state_topics(self) -> list[str]:
+        """Changelogs of the workers' small tables (per-source state), which the embedded stack keeps on disk."""
+        return [f"{self.worker_group}-source-state-changelog", f"{self.worker_group}-source-view-changelog"]
 
     @property
     def rebalance_timeout(self) -> float:
@@ -195,7 +213,7 @@ def _validate(s: Settings) -> None:
     for name in ("kafka_partitions", "kafka_replication", "sink_batch_events", "poll_download_concurrency"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    for name in ("poll_interval", "sink_batch_seconds"):
+    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://", "chdb://")):

@@ -60,7 +60,7 @@ def demo(settings: Settings, *, events: int, accounts: int, regions: tuple[str, 
             started = time.monotonic()
             report = run_once(settings, bootstrap, timeout_s=600, progress=commands.progress_printer())
             if embedded is not None:
-                embedded.save([settings.topic_checkpoints])
+                embedded.save(embedded.drained_topics)
             print("    " + commands.once_summary(report, time.monotonic() - started))
 
         step("trailhouse sources status")

@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from trailhouse.config import Settings
 from trailhouse.errors import ConfigError, KafkaUnavailable
-from trailhouse.kafka import ensure_topics, producer_options, read_to_end
+from trailhouse.kafka import TopicSpec, ensure_topics, producer_options, read_partitions_to_end
 from trailhouse.processes import die_with_parent, free_port
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class EmbeddedKafka:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._dir = settings.data_dir / "kafka"
-        self._persisted = [settings.topic_registry, settings.topic_checkpoints]
+        self._persisted = [settings.topic_registry, settings.topic_checkpoints, *settings.worker_state_topics]
         self._lock: IO[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.bootstrap = ""
@@ -75,6 +75,11 @@ class EmbeddedKafka:
     @property
     def owner(self) -> bool:
         return self._process is not None
+
+    @property
+    def drained_topics(self) -> list[str]:
+        """What may only be saved once the pipeline has drained past it: checkpoints and the workers' state."""
+        return [self._settings.topic_checkpoints, *self._settings.worker_state_topics]
 
     def __enter__(self) -> EmbeddedKafka:
         self.start()
@@ -146,18 +151,18 @@ class EmbeddedKafka:
             self._terminate()  # the port was taken meanwhile, or the broker did not come up: try another
         raise KafkaUnavailable(f"the embedded Tansu broker did not start; see {self._dir / 'tansu.log'}")
 
-    def snapshot(self, topic: str) -> dict[str, bytes]:
-        """The latest value of every live key of a compacted topic, as it is now."""
-        latest: dict[str, bytes | None] = {}
-        for key, value in read_to_end(self._settings, self.bootstrap, topic):
-            latest[key.decode()] = value
-        return {k: v for k, v in latest.items() if v is not None}
+    def snapshot(self, topic: str) -> dict[str, tuple[int, bytes]]:
+        """The latest (partition, value) of every live key of a compacted topic, as it is now."""
+        latest: dict[str, tuple[int, bytes | None]] = {}
+        for partition, key, value in read_partitions_to_end(self._settings, self.bootstrap, topic):
+            latest[key.decode()] = (partition, value)
+        return {k: (p, v) for k, (p, v) in latest.items() if v is not None}
 
-    def write_snapshot(self, topic: str, entries: dict[str, bytes]) -> None:
+    def write_snapshot(self, topic: str, entries: dict[str, tuple[int, bytes]]) -> None:
         """Store a snapshot in the data directory (atomically); the next embedded broker starts from it."""
         if not self.owner:
             return
-        document = [{"key": k, "value": base64.b64encode(v).decode()} for k, v in entries.items()]
+        document = [{"key": k, "partition": p, "value": base64.b64encode(v).decode()} for k, (p, v) in entries.items()]
         path = self._snapshot_path(topic)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(document, indent=0))
@@ -171,6 +176,7 @@ class EmbeddedKafka:
             self.write_snapshot(topic, self.snapshot(topic))
 
     def _restore(self) -> None:
+        ensure_topics(self._settings, self.bootstrap, [TopicSpec(t, compacted=True) for t in self._persisted])
         for topic in self._persisted:
             path = self._snapshot_path(topic)
             if not path.exists():
@@ -178,7 +184,12 @@ class EmbeddedKafka:
             entries = json.loads(path.read_text())
             producer = Producer(producer_options(self._settings, self.bootstrap))
             for entry in entries:
-                producer.produce(topic, key=entry["key"].encode(), value=base64.b64decode(entry["value"]))
+                producer.produce(
+                    topic,
+                    key=entry["key"].encode(),
+                    value=base64.b64decode(entry["value"]),
+                    partition=entry.get("partition", -1),
+                )
             if producer.flush(15):
                 raise KafkaUnavailable(f"could not restore {topic} into the embedded broker")
             log.debug("restored %d entries of %s from %s", len(entries), topic, path)

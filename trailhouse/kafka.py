@@ -72,10 +72,13 @@ class TopicSpec:
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic trailhouse creates. All have the same partition count: the workers consume the raw topic and
+    the checkpoints (poll outcomes) together, co-partitioned by source id."""
     return [
         TopicSpec(settings.topic_raw),
         TopicSpec(settings.topic_events),
         TopicSpec(settings.topic_dlq),
+        TopicSpec(settings.topic_sources, compacted=True),
         TopicSpec(settings.topic_registry, compacted=True),
         TopicSpec(settings.topic_checkpoints, compacted=True),
     ]
@@ -92,7 +95,7 @@ def ensure_topics(settings: Settings, bootstrap: str, topics: Iterable[TopicSpec
     missing = [
         NewTopic(
             spec.name,
-            num_partitions=1 if spec.compacted else settings.kafka_partitions,
+            num_partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication,
             config={"cleanup.policy": "compact"} if spec.compacted else {},
         )
@@ -127,6 +130,14 @@ def read_to_end(
 ) -> list[tuple[bytes, bytes | None]]:
     """Every (key, value) of `topic`, in order per partition, up to its end at the time of the call."""
     messages, _ = _scan_to_end(settings, bootstrap, topic, from_last_batch=False, timeout_s=timeout_s)
+    return [(key, value) for _, key, value in messages]
+
+
+def read_partitions_to_end(
+    settings: Settings, bootstrap: str, topic: str, *, timeout_s: float = 30.0
+) -> list[tuple[int, bytes, bytes | None]]:
+    """Like `read_to_end`, with each message's partition."""
+    messages, _ = _scan_to_end(settings, bootstrap, topic, from_last_batch=False, timeout_s=timeout_s)
     return messages
 
 
@@ -138,7 +149,7 @@ def end_offsets(settings: Settings, bootstrap: str, topic: str, *, timeout_s: fl
 
 def _scan_to_end(
     settings: Settings, bootstrap: str, topic: str, *, from_last_batch: bool, timeout_s: float
-) -> tuple[list[tuple[bytes, bytes | None]], dict[int, int]]:
+) -> tuple[list[tuple[int, bytes, bytes | None]], dict[int, int]]:
     """Read each partition until the fetch reports its end; return the messages read and each end offset.
 
     Ends come from the fetch, not from ListOffsets: some brokers (Tansu 0.6) answer ListOffsets(latest) with the
@@ -162,7 +173,7 @@ def _scan_to_end(
                 low, listed = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=REQUEST_TIMEOUT_S)
                 starts[p] = max(low, listed - 1)
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
-        messages: list[tuple[bytes, bytes | None]] = []
+        messages: list[tuple[int, bytes, bytes | None]] = []
         ends: dict[int, int] = {}
         deadline = time.monotonic() + timeout_s
         while len(ends) < len(partitions):
@@ -171,7 +182,7 @@ def _scan_to_end(
             for msg in consumer.consume(500, timeout=0.5):
                 error = msg.error()
                 if error is None:
-                    messages.append((msg.key(), msg.value()))
+                    messages.append((msg.partition(), msg.key(), msg.value()))
                 elif error.code() == KafkaError._PARTITION_EOF:
                     ends[msg.partition()] = msg.offset()
                 else:

@@ -76,26 +76,36 @@ class Pipeline:
                 process.kill()
                 process.join()
 
-    def drained(self, group: str, topic: str, ends: dict[int, int]) -> bool:
-        return is_drained(committed_offsets(self._settings, self._bootstrap, group, topic), ends)
+    def drain_plan(self) -> list[tuple[str, list[str]]]:
+        """(consumer group, its input topics), in pipeline order."""
+        s = self._settings
+        return [(s.worker_group, [s.topic_raw, s.topic_checkpoints]), (s.sink_group, [s.topic_events, s.topic_sources])]
+
+    def ends(self, topics: list[str]) -> dict[str, dict[int, int]]:
+        return {topic: end_offsets(self._settings, self._bootstrap, topic) for topic in topics}
+
+    def drained(self, group: str, ends: dict[str, dict[int, int]]) -> bool:
+        return all(
+            is_drained(committed_offsets(self._settings, self._bootstrap, group, topic), topic_ends)
+            for topic, topic_ends in ends.items()
+        )
 
     def wait_drained(self, *, timeout_s: float, progress: Callable[[str], None] | None = None) -> None:
         """Block until the worker, then the sink, have committed everything published before this call."""
-        s = self._settings
         deadline = time.monotonic() + timeout_s
-        for group, topic in ((s.worker_group, s.topic_raw), (s.sink_group, s.topic_events)):
-            ends = end_offsets(s, self._bootstrap, topic)
-            total = sum(ends.values())
-            while not self.drained(group, topic, ends):
+        for group, topics in self.drain_plan():
+            ends = self.ends(topics)
+            total = sum(ends[topics[0]].values())
+            while not self.drained(group, ends):
                 self.check_alive()
                 if time.monotonic() > deadline:
                     raise TrailhouseError(
-                        f"{group} did not catch up with {topic} within {timeout_s:.0f}s; "
+                        f"{group} did not catch up with {', '.join(topics)} within {timeout_s:.0f}s; "
                         "see the stage logs, or raise --timeout"
                     )
                 if progress is not None:
-                    done = sum(committed_offsets(s, self._bootstrap, group, topic).values())
-                    progress(f"{group}: {min(done, total)}/{total} messages of {topic}")
+                    done = sum(committed_offsets(self._settings, self._bootstrap, group, topics[0]).values())
+                    progress(f"{group}: {min(done, total)}/{total} messages of {topics[0]}")
                 time.sleep(0.5)
 
 
@@ -106,25 +116,29 @@ class CheckpointSaver:
     kafka: EmbeddedKafka
     pipeline: Pipeline
     settings: Settings
-    _candidate: dict[str, bytes] | None = None
-    _ends: dict[int, int] | None = None
+    _candidate: dict[str, dict[str, tuple[int, bytes]]] | None = None
+    _ends: dict[str, dict[int, int]] | None = None
     _stage: int = 0
     _last: float = 0.0
 
     def tick(self) -> None:
         """Advance one step without blocking; call it every second or so."""
-        s = self.settings
+        plan = self.pipeline.drain_plan()
         if self._candidate is None:
             if time.monotonic() - self._last < SAVE_EVERY_S:
                 return
             # Snapshot first, end offsets second: every file in the snapshot is below these ends.
-            self._candidate = self.kafka.snapshot(s.topic_checkpoints)
-            self._ends, self._stage = end_offsets(s, self.kafka.bootstrap, s.topic_raw), 1
-        elif self._stage == 1 and self.pipeline.drained(s.worker_group, s.topic_raw, self._ends or {}):
-            self._ends, self._stage = end_offsets(s, self.kafka.bootstrap, s.topic_events), 2
-        elif self._stage == 2 and self.pipeline.drained(s.sink_group, s.topic_events, self._ends or {}):
-            self.kafka.write_snapshot(s.topic_checkpoints, self._candidate)
-            self.kafka.save([s.topic_registry])
+            self._candidate = {topic: self.kafka.snapshot(topic) for topic in self.kafka.drained_topics}
+            self._stage = 0
+            self._ends = self.pipeline.ends(plan[0][1])
+        elif self.pipeline.drained(plan[self._stage][0], self._ends or {}):
+            self._stage += 1
+            if self._stage < len(plan):
+                self._ends = self.pipeline.ends(plan[self._stage][1])
+                return
+            for topic, entries in self._candidate.items():
+                self.kafka.write_snapshot(topic, entries)
+            self.kafka.save([self.settings.topic_registry])
             self._candidate, self._last = None, time.monotonic()
 
 
@@ -165,7 +179,7 @@ def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None,
         if saver is not None:
             log.info("draining the pipeline before the embedded broker stops (Ctrl-C again to skip)")
             pipeline.wait_drained(timeout_s=STOP_TIMEOUT_S)
-            kafka.save([settings.topic_checkpoints, settings.topic_registry])  # type: ignore[union-attr]
+            kafka.save([*kafka.drained_topics, settings.topic_registry])  # type: ignore[union-attr]
     finally:
         poller.stop()
         pipeline.stop()

@@ -16,7 +16,7 @@ from typing import Protocol
 from producers.poller import Poller
 from trailhouse.config import Settings
 from trailhouse.logs import setup_logging
-from trailhouse.processes import die_with_parent
+from trailhouse.processes import die_with_parent, free_port
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,15 @@ def sink_stage(settings: Settings, bootstrap: str) -> Stage:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.sink import Sink
-    from sinks.tables import events_table
+    from sinks.tables import events_table, sources_table
     from trailhouse.kafka import ensure_topics
 
     ensure_topics(settings, bootstrap)
     client = connect(settings.clickhouse_dsn)
     migrate(client, settings.clickhouse_database)
-    events = events_table()
-    return Sink(settings, bootstrap, client, {settings.topic_events: events})
+    return Sink(
+        settings, bootstrap, client, {settings.topic_events: events_table(), settings.topic_sources: sources_table()}
+    )
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
@@ -72,7 +73,14 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
     from trailhouse.kafka import ensure_topics
 
     ensure_topics(settings, bootstrap)
-    run_faust_worker(settings, bootstrap)
+    run_faust_worker(settings, bootstrap, web_port=worker_web_port(settings))
+
+
+def worker_web_port(settings: Settings) -> int:
+    """The configured port; unset: 6066 on a cluster, any free port on the embedded stack (several may run)."""
+    if settings.worker_web_port is not None:
+        return settings.worker_web_port
+    return free_port() if settings.embedded_kafka else 6066
 
 
 def child_main(name: str, settings: Settings, bootstrap: str) -> None:

@@ -1,9 +1,8 @@
-"""A source's status in words, from its registration, its poller checkpoint and its totals in ClickHouse.
+"""A source's status for `trailhouse sources status`: the workers' state, checked against the clock.
 
-PENDING  registered, no event seen yet and no failed poll
-ONLINE   an event was ingested within the online window
-IDLE     polling works, but nothing was ingested within the online window
-ERROR    the last poll failed; `detail` says why and what to do
+The workers publish a SourceState on every change and a timer moves silent sources to IDLE; if the workers are
+stopped, their last word may be stale, so an ONLINE whose last ingest is older than the online window is shown
+as IDLE here. A source the workers have not seen yet is PENDING, or ERROR if its poll already failed.
 """
 
 from __future__ import annotations
@@ -15,51 +14,42 @@ from typing import Any
 from sinks.stats import SourceTotals
 from trailhouse.sources import Source
 
-ONLINE_WINDOW = timedelta(minutes=30)
-
 
 @dataclass(frozen=True)
 class SourceStatus:
-    source_id: str
+    source: Source
     status: str
     events: int
-    files: int
     last_event_time: datetime | None
-    last_ingest_time: datetime | None
-    last_poll_time: datetime | None
-    detail: str
+    events_last_hour: int
+    lag_p95_seconds: float | None
+    last_error: str
 
 
 def source_status(
-    source: Source, checkpoint: dict[str, Any] | None, totals: SourceTotals | None, now: datetime
+    source: Source,
+    state: dict[str, Any] | None,
+    checkpoint: dict[str, Any] | None,
+    totals: SourceTotals | None,
+    now: datetime,
+    online_window: timedelta,
 ) -> SourceStatus:
-    error = checkpoint.get("last_error") if checkpoint else None
-    last_poll = checkpoint["last_poll_time"] if checkpoint and checkpoint["last_poll_time"].timestamp() > 0 else None
-    if error:
-        status, detail = "ERROR", error
-    elif totals is None:
-        status = "PENDING"
-        detail = "not polled yet" if last_poll is None else "polled; no log files found yet"
-    elif now - totals.last_ingest_time <= ONLINE_WINDOW:
-        status, detail = "ONLINE", ""
+    poll_error = (checkpoint or {}).get("last_error") or ""
+    if state is None:
+        status = "ERROR" if poll_error else "PENDING"
+        last_error = poll_error
     else:
-        status, detail = "IDLE", f"nothing ingested for {_ago(now - totals.last_ingest_time)}"
+        status = state["status"]
+        last_ingest = state["last_ingest_time"]
+        if status == "ONLINE" and (last_ingest is None or now - last_ingest > online_window):
+            status = "IDLE"
+        last_error = state["last_error"] or ""
     return SourceStatus(
-        source_id=source.source_id,
+        source=source,
         status=status,
         events=totals.events if totals else 0,
-        files=checkpoint["files"] if checkpoint else 0,
         last_event_time=totals.last_event_time if totals else None,
-        last_ingest_time=totals.last_ingest_time if totals else None,
-        last_poll_time=last_poll,
-        detail=detail,
+        events_last_hour=int(state["events_last_hour"]) if state else 0,
+        lag_p95_seconds=state["lag_p95_seconds"] if state else None,
+        last_error=last_error,
     )
-
-
-def _ago(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // 1440} days"

@@ -54,6 +54,13 @@ def test_real_logs_are_searchable_exactly_once_with_their_own_values(s3, s3_endp
             if r.get("errorCode") == "AccessDenied"
         )
     )
-    status = trailhouse("sources", "status").stdout
-    assert "cloudtrail-218007301253-us-east-1  ONLINE  2,900   55" in status
-    assert "2023-07-10 12:37:50Z" in status  # the newest eventTime of the files
+    status = trailhouse("sources", "status").stdout.splitlines()
+    assert status[1].split()[:7] == [
+        "cloudtrail-218007301253-us-east-1",
+        "218007301253",
+        "us-east-1",
+        "ONLINE",
+        "2,900",
+        "2023-07-10",
+        "12:37:50Z",
+    ], "the newest eventTime of the files"

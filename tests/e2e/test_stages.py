@@ -11,6 +11,7 @@ from tests.conftest import lay_out_real_files, wait_drained
 from tests.e2e.cli import Trailhouse
 from trailhouse.config import load_settings
 from trailhouse.generate import folder_writer
+from trailhouse.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +31,7 @@ def test_each_stage_runs_alone_against_a_shared_kafka(broker, tmp_path, unique, 
         "TRAILHOUSE_SINK_GROUP": f"sink-{unique}",
         "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
         "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
+        "TRAILHOUSE_WORKER_WEB_PORT": str(free_port()),
     }
     trailhouse = Trailhouse(tmp_path / "data", env)
     settings = load_settings(environ={k: v for k, v in trailhouse.env.items() if k.startswith("TRAILHOUSE_")})
