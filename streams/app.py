@@ -17,7 +17,9 @@ import faust
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
+from streams.health import observe_worker
 from trailhouse.config import Settings
+from trailhouse.security import faust_options, kafka_security
 
 _EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
@@ -39,7 +41,8 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.rebalance_timeout / 4),
-        web_enabled=False,
+        web_enabled=False,  # /healthz and /metrics come from streams/health.py, as in the other stages
+        **faust_options(kafka_security(settings)),
     )
     raw_topic = app.topic(settings.topic_raw, key_serializer="raw", value_serializer="raw")
 
@@ -68,6 +71,7 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
 def run_worker(settings: Settings, bootstrap: str) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     app = build_app(settings, bootstrap)
+    observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
     worker.execute_from_commandline()
