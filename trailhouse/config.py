@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import tomllib
 import types
@@ -151,6 +152,11 @@ class Settings:
         keyword arguments of its HTTP client, so every place that connects gets them.
         """
         if not self.clickhouse_url:
+            if importlib.util.find_spec("chdb") is None:
+                raise ConfigError(
+                    "no clickhouse_url is set and the embedded ClickHouse (chdb) is not installed: set "
+                    "--clickhouse-url (or TRAILHOUSE_CLICKHOUSE_URL), or pip install 'trailhouse[embedded]'"
+                )
             return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
         options = {}
         if self.clickhouse_ca_file is not None:
