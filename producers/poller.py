@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from producers.layout import FileKind, LogKey, parse_key, region_prefix
 from producers.publisher import FileRef, RawPublisher
@@ -61,6 +61,25 @@ class PollReport:
         return [s for s in self.sources if s.error]
 
 
+class PollObserver(Protocol):
+    """What the poller reports as it goes (metrics and health, trailhouse/metrics.py); every call is cheap."""
+
+    def poll_started(self, sources: int) -> None: ...
+    def file_published(self, source_id: str, records: int, dead_letters: int) -> None: ...
+    def source_polled(self, source_id: str, error: str | None) -> None: ...
+
+
+class _Unobserved:
+    def poll_started(self, sources: int) -> None:
+        pass
+
+    def file_published(self, source_id: str, records: int, dead_letters: int) -> None:
+        pass
+
+    def source_polled(self, source_id: str, error: str | None) -> None:
+        pass
+
+
 def _log_key(key: str) -> LogKey | None:
     """The parsed key of a CloudTrail log file; None for digests, Insights files and other objects."""
     parsed = parse_key(key)
@@ -87,8 +106,10 @@ class Poller:
         bootstrap: str,
         s3_client: Callable[[], Any],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: PollObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._observer: PollObserver = observer or _Unobserved()
         self._bootstrap = bootstrap
         self._s3_client = s3_client
         self._clock = clock
@@ -118,12 +139,15 @@ class Poller:
             self._publisher = RawPublisher(self._settings, self._bootstrap)
         sources = [Source.from_record(r) for r in self._registry.read().values()]
         checkpoints = self._checkpoints.read()
+        self._observer.poll_started(len(sources))
         report = PollReport()
         for source in sorted(sources, key=lambda s: s.source_id):
             if self._stopping.is_set():
                 break
             checkpoint = checkpoints.get(source.source_id) or empty_checkpoint(source.source_id)
-            report.sources.append(self._poll_source(source, checkpoint, self._publisher))
+            polled = self._poll_source(source, checkpoint, self._publisher)
+            self._observer.source_polled(polled.source_id, polled.error)
+            report.sources.append(polled)
         self._publisher.flush()
         return report
 
@@ -146,6 +170,7 @@ class Poller:
                 report.files += 1
                 report.records += records
                 report.dead_letters += dead
+                self._observer.file_published(source.source_id, records, dead)
                 checkpoint.update(
                     last_key=obj.key, files=checkpoint["files"] + 1, records=checkpoint["records"] + records
                 )

@@ -4,9 +4,9 @@ Topology:
     cloudtrail.raw ─┐                           ┌─▶ cloudtrail.events   (enriched, duplicates dropped)
                     ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
     trailhouse.checkpoints (poll outcomes) ─┘   └─▶ cloudtrail.sources  (SourceState, on every change)
-    tables: event-ids (de-dup window), source-state (per source), source-view (global copy for /sources/)
+    tables: event-ids (de-dup window), source-state (per source)
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
-    web:   GET /sources/  all sources;  GET /sources/{id}/  routed to the worker that owns the source
+    web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
 The agent handles one log-file chunk per message and sends that chunk's results before it takes the next message:
 Faust commits a `cloudtrail.raw` offset only after the agent moved past it, so every event is acknowledged by
@@ -20,8 +20,10 @@ source's chunks, poll outcomes and state live on the same partition and worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any
 
 import faust
@@ -30,9 +32,13 @@ from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
+from streams.health import observe_worker
 from streams.highwaters import use_exact_highwaters
+from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from trailhouse.config import Settings
+from trailhouse.kafka import start_group_at_beginning
+from trailhouse.security import faust_options, kafka_security
 
 _EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
@@ -40,6 +46,7 @@ _STATE = Codec.of("SourceState")
 _CHECKPOINT = Codec.of("Checkpoint")
 
 SILENT_SOURCES_EVERY_S = 30.0
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
@@ -58,19 +65,22 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.rebalance_timeout / 4),
+        # Faust's web server serves the table views (/sources/, routed between workers); /healthz and /metrics
+        # come from streams/health.py, as in the other stages, because Faust's starts only after table recovery.
         web_enabled=True,
         web_port=web_port,
         web_bind=settings.worker_web_bind,
         canonical_url=f"http://{settings.worker_web_host}:{web_port}",
+        **faust_options(kafka_security(settings)),
     )
     window = timedelta(seconds=settings.dedup_window)
     online_window_ms = int(settings.online_window * 1000)
-    inputs = app.topic(settings.topic_raw, settings.topic_checkpoints, key_serializer="raw", value_serializer="raw")
+    input_topics = (settings.topic_raw, settings.topic_checkpoints)
+    inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
     # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
     # the previous window, i.e. within at least `dedup_window` and at most twice that.
     seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
     states = app.Table("source-state", default=None, use_partitioner=True)
-    view = app.GlobalTable("source-view", default=None, use_partitioner=True)
 
     async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
         return [await app.producer.send(topic, key, value, None, None, None) for value in values]
@@ -79,20 +89,24 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         """Update the tables and send the SourceState; returns the delivery to await with the chunk's others."""
         state = dict(state, partition=partition)
         states[source_id] = state
-        record = to_record(state, now)
-        view[source_id] = record
-        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(record)])
+        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
 
     def state_of(source_id: str, now: int) -> dict[str, Any]:
         return states.get(source_id) or new_state(source_id, now)
 
-    def drop_duplicates(result: BatchResult) -> tuple[list[dict[str, Any]], int]:
+    def drop_duplicates(result: BatchResult, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Events whose id was not seen within the window in another message (the table keeps, per id, the
+        raw message that first carried it, + 1: a chunk read again after a crash or a rebalance is not its own
+        duplicate, so replays never lose events that the first attempt had not delivered)."""
+        mark = offset + 1
         fresh = []
         for event in result.events:
             window_of_id = seen[event["event_id"]]
-            if window_of_id.current() or window_of_id.delta(window):
+            first = window_of_id.current() or window_of_id.delta(window)
+            if first and first != mark:
                 continue
-            seen[event["event_id"]] = 1
+            if not first:
+                seen[event["event_id"]] = mark
             fresh.append(event)
         return fresh, len(result.events) - len(fresh)
 
@@ -101,7 +115,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         now = int(moment.timestamp() * 1000)
         raw = message.message
         result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
-        events, duplicates = drop_duplicates(result)
+        events, duplicates = drop_duplicates(result, raw.offset)
         key = result.source_id.encode()
         deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
         deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
@@ -130,9 +144,22 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         state = evaluate(apply_poll(state_of(source_id, now), checkpoint), now, online_window_ms)
         await asyncio.gather(*await store_state(source_id, state, message.message.partition, now))
 
+    guard = StallGuard()
+    app.sensors.add(RebalanceWatch(guard))
+
+    @app.timer(interval=1.0)
+    async def deliver_stranded_messages() -> None:
+        """See streams/stall.py: re-seek when Faust dropped messages fetched while its flow was suspended."""
+        actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
+        ends = {(tp.topic, tp.partition): app.consumer.highwater(tp) or 0 for tp in actives}
+        if guard.should_seek(ends, monotonic()):
+            log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
+            await app.consumer.perform_seek()
+
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
         async for message in stream.events():
+            guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
             if message.message.topic == settings.topic_checkpoints:
                 await on_poll_outcome(message)
             else:
@@ -152,8 +179,12 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
 
     @app.page("/sources/")
     class AllSources(View):
+        """The sources this worker holds: its own and the standby copies of others' (all of them with two
+        workers and one standby replica). `trailhouse sources status` reads every source from ClickHouse."""
+
         async def get(self, request: Request) -> Response:
-            return self.json({key: value for key, value in view.items() if value})
+            now = now_ms()
+            return self.json({key: to_record(state, now) for key, state in states.items() if state})
 
     @app.page("/sources/{source_id}/")
     class OneSource(View):
@@ -167,11 +198,26 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     return app
 
 
+class RebalanceWatch(faust.Sensor):
+    """Tells the stall guard when a rebalance (with its table recovery) is over."""
+
+    def __init__(self, guard: StallGuard) -> None:
+        super().__init__()
+        self._guard = guard
+
+    def on_rebalance_end(self, app: faust.types.AppT, state: dict[str, Any]) -> None:
+        self._guard.rebalanced(monotonic())
+
+
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     if settings.embedded_kafka:
         use_exact_highwaters(settings, bootstrap)
+    start_group_at_beginning(
+        settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
+    )
     app = build_app(settings, bootstrap, web_port=web_port)
+    observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
     worker.execute_from_commandline()

@@ -159,14 +159,13 @@ def _stop_on_signals() -> threading.Event:
 
 
 def poll(settings: Settings, *, once: bool) -> int:
-    from trailhouse.stages import poll_stage, run_until_signalled
+    from trailhouse.stages import poll_stage, run_poll
 
     with shared_kafka(settings, "poll") as bootstrap:
-        stage = poll_stage(settings, bootstrap)
         if not once:
-            run_until_signalled(stage)
+            run_poll(settings, bootstrap)
             return 0
-        report = stage.poll_once()
+        report = poll_stage(settings, bootstrap).poll_once()
         print(f"published {report.files} file(s), {report.records:,} record(s)")
         for failed in report.failed:
             print(f"  {failed.source_id}: ERROR {failed.error}")
@@ -182,10 +181,10 @@ def worker(settings: Settings) -> int:
 
 
 def sink(settings: Settings) -> int:
-    from trailhouse.stages import run_until_signalled, sink_stage
+    from trailhouse.stages import run_sink
 
     with shared_kafka(settings, "sink") as bootstrap:
-        run_until_signalled(sink_stage(settings, bootstrap))
+        run_sink(settings, bootstrap)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import socket
 import tomllib
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from trailhouse.errors import ConfigError
 
@@ -31,8 +33,9 @@ ENV_PREFIX = "TRAILHOUSE_"
 KAFKA, CLICKHOUSE, S3, POLL, WORKER, SINK = "kafka", "clickhouse", "s3", "poll", "worker", "sink"
 
 
-def _setting(default: Any, help: str, *scopes: str) -> Any:
-    return field(default=default, metadata={"help": help, "scopes": frozenset(scopes)})
+def _setting(default: Any, help: str, *scopes: str, secret: bool = False) -> Any:
+    """A field of `Settings`; a `secret` one (password, URL with credentials) is left out of the object's repr."""
+    return field(default=default, repr=not secret, metadata={"help": help, "scopes": frozenset(scopes)})
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,31 @@ class Settings:
     kafka_partitions: int = _setting(3, "partitions of topics trailhouse creates", KAFKA)
     kafka_replication: int = _setting(1, "replication factor of topics trailhouse creates", KAFKA)
     kafka_compression: str = _setting("zstd", "compression of produced batches: none, gzip, lz4, zstd", KAFKA)
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "how clients reach Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", KAFKA
+    )
+    kafka_sasl_mechanism: str | None = _setting(
+        None,
+        "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or AWS_MSK_IAM (OAUTHBEARER token signed "
+        "with the AWS credentials of boto3's default chain)",
+        KAFKA,
+    )
+    kafka_sasl_username: str | None = _setting(None, "SASL user name (PLAIN, SCRAM-*)", KAFKA)
+    kafka_sasl_password: str | None = _setting(None, "SASL password (PLAIN, SCRAM-*)", KAFKA, secret=True)
+    kafka_ssl_ca_file: Path | None = _setting(
+        None, "PEM file of the CA(s) that signed the brokers' certificates; unset = the system's CAs", KAFKA
+    )
+    kafka_ssl_cert_file: Path | None = _setting(None, "PEM client certificate, for brokers that require one", KAFKA)
+    kafka_ssl_key_file: Path | None = _setting(None, "PEM private key of the client certificate", KAFKA)
+    kafka_ssl_key_password: str | None = _setting(
+        None, "password of the client certificate's private key, if encrypted", KAFKA, secret=True
+    )
+    kafka_ssl_check_hostname: bool = _setting(
+        True, "check that a broker's certificate names the host connected to; turn off only for testing", KAFKA
+    )
+    kafka_aws_region: str | None = _setting(
+        None, "AWS region of the MSK cluster (AWS_MSK_IAM); unset = read from the bootstrap host name", KAFKA
+    )
     topic_raw: str = _setting("cloudtrail.raw", "topic of raw CloudTrail log files (RawBatch)", KAFKA)
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
@@ -60,8 +88,17 @@ class Settings:
         None,
         "ClickHouse URL (http[s]://user:password@host:8123); unset = embedded chDB under the data directory",
         CLICKHOUSE,
+        secret=True,
     )
     clickhouse_database: str = _setting("trailhouse", "ClickHouse database of trailhouse's tables", CLICKHOUSE)
+    clickhouse_ca_file: Path | None = _setting(
+        None,
+        "PEM file of the CA that signed the ClickHouse server's certificate (https); unset = system CAs",
+        CLICKHOUSE,
+    )
+    clickhouse_verify: bool = _setting(
+        True, "verify the ClickHouse server's TLS certificate (https); turn off only for testing", CLICKHOUSE
+    )
 
     s3_endpoint_url: str | None = _setting(None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3)
     s3_region: str | None = _setting(None, "AWS region of the S3 client; unset = boto3's default chain", S3)
@@ -81,7 +118,9 @@ class Settings:
         1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
     )
     worker_web_port: int | None = _setting(
-        None, "port of the worker's web server (/sources/); unset = 6066, or a free port on the embedded stack", WORKER
+        None,
+        "port of the worker's web server (/sources/); 0 = any free port; unset = 6066 (a free one when embedded)",
+        WORKER,
     )
     worker_web_host: str = _setting(
         socket.gethostname(), "host name other workers reach this one by (routes /sources/{id}/)", WORKER
@@ -92,6 +131,18 @@ class Settings:
         "seconds a rebalance waits for workers to rejoin; unset = 4 on the embedded broker (Tansu holds every "
         "join for half of it), 60 otherwise",
         WORKER,
+    )
+
+    http_port: int | None = _setting(
+        None,
+        "port of the stage's /healthz, /readyz and /metrics; unset = 9401 poll, 9402 worker, 9403 sink "
+        "(`run`: its poller, worker and sink take this port and the next two); 0 = no server",
+        POLL,
+        WORKER,
+        SINK,
+    )
+    http_bind: str = _setting(
+        "127.0.0.1", "address the /healthz and /metrics server listens on (0.0.0.0 in a container)", POLL, WORKER, SINK
     )
 
     sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
@@ -105,7 +156,7 @@ class Settings:
     @property
     def worker_state_topics(self) -> list[str]:
         """Changelogs of the workers' small tables (per-source state), which the embedded stack keeps on disk."""
-        return [f"{self.worker_group}-source-state-changelog", f"{self.worker_group}-source-view-changelog"]
+        return [f"{self.worker_group}-source-state-changelog"]
 
     @property
     def rebalance_timeout(self) -> float:
@@ -115,8 +166,28 @@ class Settings:
 
     @property
     def clickhouse_dsn(self) -> str:
-        """Where the ClickHouse client connects: the configured server, or chDB inside the data directory."""
-        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        """Where the ClickHouse client connects: the configured server, or chDB inside the data directory.
+
+        TLS options travel in the DSN's query (`?ca_cert=...&verify=false`), which clickhouse-connect reads as
+        keyword arguments of its HTTP client, so every place that connects gets them.
+        """
+        if not self.clickhouse_url:
+            if importlib.util.find_spec("chdb") is None:
+                raise ConfigError(
+                    "no clickhouse_url is set and the embedded ClickHouse (chdb) is not installed: set "
+                    "--clickhouse-url (or TRAILHOUSE_CLICKHOUSE_URL), or pip install 'trailhouse[embedded]'"
+                )
+            return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        options = {}
+        if self.clickhouse_ca_file is not None:
+            options["ca_cert"] = str(self.clickhouse_ca_file)
+        if not self.clickhouse_verify:
+            options["verify"] = "false"
+        if not options:
+            return self.clickhouse_url
+        url = urlsplit(self.clickhouse_url)
+        query = "&".join(q for q in (url.query, urlencode(options)) if q)
+        return urlunsplit(url._replace(query=query))
 
     def with_(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -222,6 +293,13 @@ def _validate(s: Settings) -> None:
         )
     if not s.clickhouse_database.replace("_", "").isalnum():
         raise ConfigError(f"clickhouse_database={s.clickhouse_database!r}: use letters, digits and underscores")
+    if s.clickhouse_ca_file is not None and not s.clickhouse_ca_file.is_file():
+        raise ConfigError(f"clickhouse_ca_file={s.clickhouse_ca_file}: no such file; mount the CA bundle there")
+    if s.http_port is not None and not 0 <= s.http_port <= 65533:
+        raise ConfigError(f"http_port={s.http_port}: use a port number (0 turns the server off)")
+    from trailhouse.security import kafka_security  # the security rules live beside their mapping
+
+    kafka_security(s)
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, scopes: Iterable[str]) -> None:
