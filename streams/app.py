@@ -152,7 +152,9 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         """See streams/stall.py: re-seek when Faust dropped messages fetched while its flow was suspended."""
         actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
         ends = {(tp.topic, tp.partition): app.consumer.highwater(tp) or 0 for tp in actives}
-        if guard.should_seek(ends, monotonic()):
+        known = getattr(app.consumer, "_committed_offset", {})  # Faust's own record of its last commit
+        committed = {(tp.topic, tp.partition): known.get(tp) or 0 for tp in actives}
+        if guard.should_seek(ends, committed, monotonic()):
             log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
             await app.consumer.perform_seek()
 
@@ -211,8 +213,7 @@ class RebalanceWatch(faust.Sensor):
 
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
-    if settings.embedded_kafka:
-        use_exact_highwaters(settings, bootstrap)
+    use_exact_highwaters(settings, bootstrap)
     start_group_at_beginning(
         settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
     )

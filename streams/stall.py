@@ -33,13 +33,15 @@ class StallGuard:
         self._delivered[tp] = max(offset, self._delivered.get(tp, -1))
         self._last_delivery = now
 
-    def should_seek(self, ends: Mapping[TP, int], now: float) -> bool:
-        """True when some partition has messages past the last delivered one while the agent sits idle."""
+    def should_seek(self, ends: Mapping[TP, int], committed: Mapping[TP, int], now: float) -> bool:
+        """True when some partition has messages past both its committed offset and the last delivered message
+        while the agent sits idle."""
         if self._rebalanced_at is None or now - self._rebalanced_at > self.watch_s or self._seeks >= self.max_seeks:
             return False
         if now - self._last_delivery < self.idle_s:
             return False
-        if any(end - 1 > self._delivered.get(tp, -1) for tp, end in ends.items() if end > 0):
+        behind = (end - 1 > max(self._delivered.get(tp, -1), committed.get(tp, 0) - 1) for tp, end in ends.items())
+        if any(behind):
             self._seeks += 1
             self._last_delivery = now  # give the seek time to deliver before judging again
             return True
