@@ -13,12 +13,14 @@ occasional bursts. A minute is unusual when all three hold:
      for sparse counts, where mean/variance or median/MAD estimates degenerate to zero);
   4. it is `z` standard deviations above the rate, with the variance measured on the same minutes and never
      below Poisson's: an API whose level wanders by itself needs a larger jump to be unusual.
-The baseline rate is the larger of the API's mean per minute over the trailing window (7 days) and its mean
-for the same hour of day over the days seen, so a daytime peak is measured against daytimes (seasonality)
-while a quiet hour still uses the whole week; the larger keeps precision high. The hourly totals keep calls,
-minutes and sums of squares, so rate and variance come from the same week. Minutes inside an insight do not
-feed the baseline. With less than `min_history` of history for an API, nothing is flagged (AWS waits up to 36 h
-after Insights is enabled); the baseline then uses the history there is. Memory per API is fixed: 168 hourly
+The baseline is the larger of the API's mean per minute for the same hour of day over the trailing window (7
+days), so a daytime peak is measured against daytimes and a burst at night against nights (seasonality), and
+its mean over the previous hour, so traffic that drifted up since last week is the new normal (see `baseline`).
+The hourly totals keep calls, minutes and sums of squares, so rate and variance come from the same minutes.
+Every closed minute feeds the baseline, unusual ones included: a lasting change of level becomes the new normal
+rather than an endless insight, and a short burst moves a week's baseline by little. With less than
+`min_history` of history for an API, nothing is flagged (AWS waits up to 36 h after Insights is enabled); the
+baseline then uses the history there is. Memory per API is fixed: 168 hourly
 totals (a week) and top-K attribution counters, whatever the traffic.
 
 An insight starts at the first unusual minute and ends after `end_after` consecutive normal minutes (count below
@@ -175,10 +177,23 @@ class Baseline:
 
 
 def baseline(api: dict[str, Any], minute: int) -> Baseline:
-    """Expected calls per minute: the larger of the trailing week's mean and the same hour of day's mean in it;
-    the variance from the same minutes (over-dispersed APIs get a wider band than Poisson would give them)."""
-    same = api["hod"].get(str((minute // 60) % 24), (0, 0, 0))
-    rate, variance = max(_moments(*api["week"]), _moments(*same))
+    """Expected calls per minute and their variance, the larger of two views of normal:
+    - the same hour of day over the trailing week (seasonality: daytime against daytimes, nights against
+      nights); until that hour of day has been seen, the busiest hour of day seen so far stands in, so the
+      first working day after a quiet start is not an insight;
+    - the previous hour (the level of the moment: an API whose traffic drifted up since last week).
+    The hour in progress is left out of both, so a slow ramp is not learnt as normal while it climbs.
+    Over-dispersed APIs get a wider band than Poisson's."""
+    hour = minute // 60
+    current = api["hours"].get(str(hour), (0, 0, 0))
+    same = _plus(api["hod"].get(str(hour % 24), (0, 0, 0)), current, -1)
+    if same[1] >= 60:
+        seasonal = _moments(*same)
+    else:
+        seen = [_moments(*stats) for slot, stats in api["hod"].items() if int(slot) != hour % 24 and stats[1] >= 60]
+        seasonal = max(seen, default=_moments(*_plus(api["week"], current, -1)))
+    recent = _moments(*api["hours"].get(str(hour - 1), (0, 0, 0)))
+    rate, variance = max(seasonal, recent)
     return Baseline(rate, max(variance, rate))
 
 
@@ -222,6 +237,9 @@ def is_unusual(count: int, base: Baseline, s: Sensitivity) -> bool:
 def _close(
     api: dict[str, Any], key: str, minute: int, entry: dict[str, Any], source_id: str, s: Sensitivity
 ) -> Iterator[dict[str, Any]]:
+    """Decide one closed minute of one API; every minute then feeds the baseline, unusual ones included, so a
+    lasting change of level becomes the new normal instead of an endless insight (a short burst moves a week's
+    baseline by little)."""
     count = entry["n"]
     if count:
         api["last_active"] = minute
@@ -229,7 +247,7 @@ def _close(
     if insight is None:
         base = baseline(api, minute)
         if minute - api["first"] >= s.min_history_minutes and is_unusual(count, base, s):
-            api["insight"] = insight = {
+            api["insight"] = {
                 "start": minute,
                 "baseline": base.rate,
                 "first": count,
@@ -242,26 +260,25 @@ def _close(
                 "baseline_fed": api["fed"],
                 "baseline_minutes": sum(stats[1] for stats in api["hours"].values()),
             }
-            yield insight_record(source_id, key, insight, "Start", minute)
-        else:
-            _feed_baseline(api, minute, count, entry)
-        return
-    insight["calls"] += count
-    insight["minutes"] += 1
-    for dim in ATTRIBUTIONS:
-        for value, n in entry["attr"][dim].items():
-            _top_k_add(insight["attr"][dim], value, n)
-    if count < s.ratio * max(insight["baseline"], 1.0 / 60):
-        insight["normal"] += 1
-        insight["normal_calls"] += count
+            yield insight_record(source_id, key, api["insight"], "Start", minute)
     else:
-        insight["normal"] = insight["normal_calls"] = 0
-    if insight["normal"] >= s.end_after:
-        # The insight covered up to its last unusual minute; the normal ones after it are not part of it.
-        insight["calls"] -= insight["normal_calls"]
-        insight["minutes"] -= insight["normal"]
-        api["insight"] = None
-        yield insight_record(source_id, key, insight, "End", insight["start"] + insight["minutes"])
+        insight["calls"] += count
+        insight["minutes"] += 1
+        for dim in ATTRIBUTIONS:
+            for value, n in entry["attr"][dim].items():
+                _top_k_add(insight["attr"][dim], value, n)
+        if count < s.ratio * max(insight["baseline"], 1.0 / 60):
+            insight["normal"] += 1
+            insight["normal_calls"] += count
+        else:
+            insight["normal"] = insight["normal_calls"] = 0
+        if insight["normal"] >= s.end_after:
+            # The insight covered up to its last unusual minute; the normal ones after it are not part of it.
+            insight["calls"] -= insight["normal_calls"]
+            insight["minutes"] -= insight["normal"]
+            api["insight"] = None
+            yield insight_record(source_id, key, insight, "End", insight["start"] + insight["minutes"])
+    _feed_baseline(api, minute, count, entry)
 
 
 def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str, Any]) -> None:
