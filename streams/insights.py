@@ -38,7 +38,10 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 MINUTE_MS = 60_000
 HOURS_KEPT = 168  # one week of hourly totals
@@ -90,6 +93,10 @@ def new_state() -> dict[str, Any]:
     return {"watermark": None, "open": {}, "apis": {}, "late": 0}
 
 
+def _no_attr() -> dict[str, dict[str, float]]:
+    return {dim: {} for dim in ATTRIBUTIONS}
+
+
 def _new_api(first_minute: int) -> dict[str, Any]:
     return {
         "first": first_minute,  # first minute of history
@@ -101,7 +108,7 @@ def _new_api(first_minute: int) -> dict[str, Any]:
         "week": (0, 0, 0),
         "hod": {},
         "fed": 0,  # minutes that ever fed the baseline (attribution averages)
-        "baseline_attr": {dim: {} for dim in ATTRIBUTIONS},  # top-K counts over the whole history
+        "baseline_attr": _no_attr(),  # top-K counts over the whole history
         "insight": None,
     }
 
@@ -129,7 +136,7 @@ def add_events(state: dict[str, Any], observations: Iterable[Observation], sourc
 
 
 def _count(bucket: dict[str, Any], key: str, attributes: tuple[str, str, str]) -> None:
-    entry = bucket.setdefault(key, {"n": 0, "attr": {dim: {} for dim in ATTRIBUTIONS}})
+    entry = bucket.setdefault(key, {"n": 0, "attr": _no_attr()})
     entry["n"] += 1
     for dim, value in zip(ATTRIBUTIONS, attributes, strict=True):
         if value:
@@ -145,7 +152,7 @@ def _top_k_add(counter: dict[str, float], value: str, amount: float) -> None:
     counter[value] = counter.pop(smallest) + amount
 
 
-_EMPTY: dict[str, Any] = {"n": 0, "attr": {dim: {} for dim in ATTRIBUTIONS}}
+_EMPTY: dict[str, Any] = {"n": 0, "attr": _no_attr()}  # a minute without calls
 
 
 def _close_minutes(state: dict[str, Any], until: int, source_id: str, s: Sensitivity) -> Emitted:
@@ -264,13 +271,14 @@ def _close(
     else:
         insight["calls"] += count
         insight["minutes"] += 1
-        for dim in ATTRIBUTIONS:
-            for value, n in entry["attr"][dim].items():
-                _top_k_add(insight["attr"][dim], value, n)
         if count < s.ratio * max(insight["baseline"], 1.0 / 60):
+            # A normal minute belongs to the insight only if an unusual one follows: hold its calls apart.
             insight["normal"] += 1
             insight["normal_calls"] += count
+            _add_all(insight.setdefault("normal_attr", _no_attr()), entry["attr"])
         else:
+            _add_all(insight["attr"], insight.pop("normal_attr", _no_attr()))
+            _add_all(insight["attr"], entry["attr"])
             insight["normal"] = insight["normal_calls"] = 0
         if insight["normal"] >= s.end_after:
             # The insight covered up to its last unusual minute; the normal ones after it are not part of it.
@@ -279,6 +287,12 @@ def _close(
             api["insight"] = None
             yield insight_record(source_id, key, insight, "End", insight["start"] + insight["minutes"])
     _feed_baseline(api, minute, count, entry)
+
+
+def _add_all(into: dict[str, dict[str, float]], attr: dict[str, dict[str, float]]) -> None:
+    for dim in ATTRIBUTIONS:
+        for value, n in attr[dim].items():
+            _top_k_add(into[dim], value, n)
 
 
 def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str, Any]) -> None:
@@ -290,9 +304,7 @@ def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str
     api["hours"][str(hour)] = _plus(api["hours"].get(str(hour), (0, 0, 0)), added, 1)
     _shift(api, hour, added, 1)
     api["fed"] += 1
-    for dim in ATTRIBUTIONS:
-        for value, k in entry["attr"][dim].items():
-            _top_k_add(api["baseline_attr"][dim], value, k)
+    _add_all(api["baseline_attr"], entry["attr"])
 
 
 def _plus(a: Any, b: Any, sign: int) -> tuple[int, int, int]:
@@ -368,6 +380,29 @@ def _averages(counter: dict[str, float], minutes: int) -> list[dict[str, Any]]:
 
 
 def _iso(minute: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_avro(record: dict[str, Any], source_id: str, *, aws_made: bool = False) -> dict[str, Any]:
+    """The `Insight` Avro record of an insight record in CloudTrail's shape."""
+    details = record["insightDetails"]
+    stats = details.get("insightContext", {}).get("statistics", {})
+    return {
+        "source_id": source_id,
+        "event_id": record["eventID"],
+        "shared_event_id": record.get("sharedEventID") or record["eventID"],
+        "state": details.get("state", ""),
+        "event_time": datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00")),
+        "aws_region": record.get("awsRegion", ""),
+        "recipient_account_id": record.get("recipientAccountId", ""),
+        "event_source": details.get("eventSource", ""),
+        "event_name": details.get("eventName", ""),
+        "insight_type": details.get("insightType", ""),
+        "error_code": details.get("errorCode"),
+        "baseline_average": float(stats.get("baseline", {}).get("average", 0.0)),
+        "insight_average": float(stats.get("insight", {}).get("average", 0.0)),
+        "insight_duration": int(stats.get("insightDuration", 0)),
+        "baseline_duration": int(stats.get("baselineDuration", 0)),
+        "aws_made": aws_made,
+        "record": orjson.dumps(record).decode(),
+    }
