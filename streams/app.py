@@ -206,10 +206,13 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def process(stream: faust.StreamT) -> None:
         async for message in stream.events():
             guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
-            if message.message.topic == settings.topic_checkpoints:
-                await on_poll_outcome(message)
-            else:
-                await on_chunk(message)
+            try:
+                if message.message.topic == settings.topic_checkpoints:
+                    await on_poll_outcome(message)
+                else:
+                    await on_chunk(message)
+            finally:
+                guard.done(monotonic())
 
     @app.timer(interval=SILENT_SOURCES_EVERY_S)
     async def reevaluate_silent_sources() -> None:

@@ -21,6 +21,7 @@ from tests.conftest import wait_drained
 from tests.e2e.cli import StageProcess, Trailhouse
 from trailhouse.config import Settings, load_settings
 from trailhouse.generate import GenerateSpec, folder_writer, generate_files, write_files
+from trailhouse.kafka import committed_offsets, end_offsets, is_drained
 from trailhouse.processes import free_port
 from trailhouse.registry import Registry
 from trailhouse.sources import new_source
@@ -66,6 +67,12 @@ def until(condition: Callable[[], bool], what: str, timeout: float, processes: l
             logs = "\n".join(f"--- {p.name} (exit {p.process.poll()})\n{p.output()[-3000:]}" for p in processes)
             pytest.fail(f"{'a stage died' if dead else f'no {what} within {timeout:.0f}s'}\n{logs}")
         time.sleep(0.3)
+
+
+def caught_up(settings: Settings, broker: str, group: str, topic: str) -> Callable[[], bool]:
+    """A condition: `group` has committed everything `topic` holds now."""
+    ends = end_offsets(settings, broker, topic)
+    return lambda: is_drained(committed_offsets(settings, broker, group, topic), ends)
 
 
 class Deployment:
@@ -165,8 +172,9 @@ def test_a_killed_worker_hands_its_partitions_over_and_nothing_is_lost_or_double
     # Files published after the kill land on every partition, the victim's former ones included.
     second = generate(folder, events=4000, seed=2, start=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=2))
     poller("poll", "--once")
-    wait_drained(settings, broker, settings.worker_group, settings.topic_raw, timeout=300)
-    wait_drained(settings, broker, settings.sink_group, settings.topic_events, timeout=120)
+    stages = [survivor, sink]
+    until(caught_up(settings, broker, settings.worker_group, settings.topic_raw), "worker catch-up", 300, stages)
+    until(caught_up(settings, broker, settings.sink_group, settings.topic_events), "sink catch-up", 120, stages)
 
     assert survivor.metric("trailhouse_rebalances_total") >= 1
     assert {s.name: s.stop() for s in (sink, survivor)} == {"sink": 0, "worker1": 0}
