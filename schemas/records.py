@@ -9,9 +9,18 @@ DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 
 
 def dead_letter(
-    *, source_id: str, stage: str, reason: str, kind: str, location: str, payload: bytes, when: datetime
+    *,
+    source_id: str,
+    stage: str,
+    reason: str,
+    kind: str,
+    location: str,
+    payload: bytes,
+    when: datetime,
+    payload_size: int | None = None,
 ) -> dict[str, Any]:
-    """A `DeadLetter` record; the payload is kept up to 64 KiB, with the full size alongside."""
+    """A `DeadLetter` record; the payload is kept up to 64 KiB, with the full size alongside (`payload_size` when
+    the caller holds only the start of a large input)."""
     return {
         "source_id": source_id,
         "stage": stage,
@@ -20,5 +29,5 @@ def dead_letter(
         "location": location,
         "time": when,
         "payload": payload[:DEAD_LETTER_PAYLOAD_BYTES],
-        "payload_size": len(payload),
+        "payload_size": len(payload) if payload_size is None else payload_size,
     }

@@ -3,8 +3,8 @@
 import gzip
 import json
 
+from producers.credentials import AwsClients
 from producers.poller import Poller
-from producers.storage import s3_client_factory
 from schemas import Codec
 from tests.conftest import REAL_DATA_PREFIX, lay_out_real_files
 from trailhouse.generate import folder_writer
@@ -30,7 +30,7 @@ def test_new_files_are_published_once_with_their_original_records(s3, topics, se
     client.put_object(Bucket=bucket, Key="AWSLogs/218007301253/CloudTrail/README.txt", Body=b"not a log")
     source = new_source("218007301253", "us-east-1", f"s3://{bucket}")
     Registry(settings, topics).add(source)
-    poller = Poller(settings, topics, s3_client_factory(settings))
+    poller = Poller(settings, topics, AwsClients(settings))
 
     report = poller.poll_once()
 
@@ -72,7 +72,7 @@ def test_a_corrupt_file_goes_to_the_dead_letter_topic_and_the_next_file_still_fl
     )
     Registry(settings, topics).add(new_source("111122223333", "eu-west-1", f"s3://{bucket}"))
 
-    report = Poller(settings, topics, s3_client_factory(settings)).poll_once()
+    report = Poller(settings, topics, AwsClients(settings)).poll_once()
 
     assert report.sources[0].dead_letters == 1
     [dead] = _dead_letters(settings, topics)
@@ -88,7 +88,7 @@ def test_a_missing_bucket_marks_the_source_in_error_and_others_still_poll(s3, to
     registry.add(new_source("111122223333", "us-east-1", "s3://no-such-bucket-here"))
     registry.add(new_source("218007301253", "us-east-1", f"s3://{bucket}"))
 
-    report = Poller(settings, topics, s3_client_factory(settings)).poll_once()
+    report = Poller(settings, topics, AwsClients(settings)).poll_once()
 
     [failed] = report.failed
     assert failed.source_id == "cloudtrail-111122223333-us-east-1"
@@ -102,7 +102,7 @@ def test_a_local_folder_is_read_like_a_bucket(tmp_path, topics, settings, real_f
     root = tmp_path / "bucket"
     lay_out_real_files(real_files[:3], folder_writer(root))
     Registry(settings, topics).add(new_source("218007301253", "us-east-1", f"file://{root}"))
-    poller = Poller(settings, topics, s3_client_factory(settings))
+    poller = Poller(settings, topics, AwsClients(settings))
 
     assert poller.poll_once().files == 3
     assert poller.poll_once().files == 0
