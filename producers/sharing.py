@@ -153,6 +153,8 @@ class SharedSources:
                 sources[source_id] = Source.from_record(self._codec.decode(value))
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not partitions:  # a rebalance that moved nothing here (cooperative protocol)
+            return
         with self._cond:
             for tp in partitions:
                 self._partitions[tp.partition] = {}
@@ -170,6 +172,8 @@ class SharedSources:
         self._drop({tp.partition for tp in partitions}, wait=False)
 
     def _drop(self, numbers: set[int], *, wait: bool) -> None:
+        if not numbers:
+            return
         with self._cond:
             self._revoking |= numbers
             finished = not wait or self._cond.wait_for(
