@@ -9,8 +9,9 @@ files are in flight, the messages' visibility is extended, so a big file is neve
 Several pollers may share a queue: SQS gives each message to one of them at a time.
 
 What is announced but is not collected is deleted with a count: digest files (kept apart: not events), objects
-outside the CloudTrail layout, files of sources that are not registered (`trailhouse poll --since` fetches them
-after registering), S3 test events. A message that is not an S3 notification goes to the dead-letter topic.
+outside the CloudTrail layout, files of sources that are not registered (the registry is read again first, so a
+source registered a moment ago is not missed; `trailhouse poll --since` fetches what was skipped), S3 test
+events. A message that is not an S3 notification goes to the dead-letter topic.
 
 Per source touched, a checkpoint records the outcome (`last_poll_time`, `last_error`, counters) and the newest key
 published, so switching the source to listing later resumes from there.
@@ -47,6 +48,7 @@ from trailhouse.sources import Source, source_id
 log = logging.getLogger(__name__)
 
 REFRESH_EVERY_S = 30.0  # registry and checkpoints are read again this often (sources added live)
+REFRESH_UNKNOWN_S = 5.0  # ... and sooner when a notification names a source not known yet (just registered)
 
 
 @dataclass
@@ -199,6 +201,9 @@ class SqsPoller:
         if parsed.kind is FileKind.DIGEST:
             return "digest file: kept apart, not published as events"
         source = self._sources.get(source_id(parsed.account, parsed.region))
+        if source is None and time.monotonic() - self._refreshed >= REFRESH_UNKNOWN_S:
+            self._refresh(force=True)
+            source = self._sources.get(source_id(parsed.account, parsed.region))
         if source is None:
             return (
                 f"no registered source for account {parsed.account} in {parsed.region}; skipped (register it, then "
@@ -257,8 +262,8 @@ class SqsPoller:
 
     # --- SQS and registry calls -------------------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        if time.monotonic() - self._refreshed < REFRESH_EVERY_S:
+    def _refresh(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._refreshed < REFRESH_EVERY_S:
             return
         self._sources = {k: Source.from_record(v) for k, v in self._registry.read().items()}
         self._checkpoints = {k: Checkpoint.from_record(v) for k, v in self._checkpoint_table.read().items()}

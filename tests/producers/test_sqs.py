@@ -170,3 +170,21 @@ def test_a_message_that_is_not_a_notification_is_dead_lettered_and_deleted(aws, 
     [(_, value)] = read_to_end(settings, topics, settings.topic_dlq)
     dead = Codec.of("DeadLetter").decode(value)
     assert dead["error_type"] == "not_a_notification" and dead["payload"] == b"hello" and url in dead["location"]
+
+
+def test_a_source_registered_while_the_poller_runs_is_collected_from_its_first_notification(
+    aws, s3, topics, settings, unique, monkeypatch
+):
+    monkeypatch.setattr("producers.sqs.REFRESH_UNKNOWN_S", 0.0)
+    client, bucket = s3
+    url, arn = aws.queue(f"q-{unique}")
+    _notify("direct", aws, client, bucket, arn, unique)
+    poller = SqsPoller(settings, topics, AwsClients(settings), url)
+    client.put_object(Bucket=bucket, Key=_key("1000"), Body=_body("before"))
+    first = poller.drain()  # with S3's test event
+    assert (first.files, first.skipped) == (0, first.messages), "not registered yet: skipped"
+
+    Registry(settings, topics).add(new_source(ACCOUNT, "us-east-1", f"s3://{bucket}"))
+    client.put_object(Bucket=bucket, Key=_key("1005"), Body=_body("after"))
+    report = poller.drain()  # within REFRESH_EVERY_S of the last read: the unknown source makes it read again
+    assert (report.files, report.skipped) == (1, 0) and _raw_keys(settings, topics) == [_key("1005")]
