@@ -3,8 +3,9 @@
 Topology:
     cloudtrail.raw ─┐                           ┌─▶ cloudtrail.events   (enriched, duplicates dropped)
                     ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
-    trailhouse.checkpoints (poll outcomes) ─┘   └─▶ cloudtrail.sources  (SourceState, on every change)
-    tables: event-ids (de-dup window), source-state (per source)
+    trailhouse.checkpoints (poll outcomes) ─┘   ├─▶ cloudtrail.sources  (SourceState, on every change)
+                                                └─▶ cloudtrail.insights (Insight Start/End, streams/insights.py)
+    tables: event-ids (de-dup window), source-state (per source), insight-sources + insight-apis (detector)
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
     web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
@@ -34,6 +35,8 @@ from schemas import Codec
 from streams.batch import BatchResult, process_raw
 from streams.health import observe_worker
 from streams.highwaters import use_exact_highwaters
+from streams.insights import Sensitivity, add_events, observe, to_avro
+from streams.insights import new_state as new_detector_state
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from trailhouse.config import Settings
@@ -44,6 +47,7 @@ _EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
 _STATE = Codec.of("SourceState")
 _CHECKPOINT = Codec.of("Checkpoint")
+_INSIGHT = Codec.of("Insight")
 
 SILENT_SOURCES_EVERY_S = 30.0
 log = logging.getLogger(__name__)
@@ -81,6 +85,19 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     # the previous window, i.e. within at least `dedup_window` and at most twice that.
     seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
     states = app.Table("source-state", default=None, use_partitioner=True)
+    # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
+    # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
+    detector_heads = app.Table("insight-sources", default=None)
+    detector_apis = app.Table("insight-apis", default=None)
+    sensitivity = Sensitivity(
+        min_volume=settings.insights_min_volume,
+        ratio=settings.insights_ratio,
+        z=settings.insights_z,
+        p_value=settings.insights_p_value,
+        min_history_minutes=int(settings.insights_min_history // 60),
+        lateness_minutes=int(settings.insights_lateness // 60),
+        end_after=settings.insights_end_after,
+    )
 
     async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
         return [await app.producer.send(topic, key, value, None, None, None) for value in values]
@@ -119,9 +136,36 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         key = result.source_id.encode()
         deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
         deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
+        store_detector = None
         if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source
             deliveries += await update_source(result, events, duplicates, raw.partition, now)
+            insights, store_detector = detect(result.source_id, events, raw.offset)
+            deliveries += await send(settings.topic_insights, key, (_INSIGHT.encode(i) for i in insights))
         await asyncio.gather(*deliveries)
+        if store_detector is not None:
+            store_detector()  # only once its insights are in Kafka: a replay of this chunk re-emits them
+
+    def detect(source_id: str, events: list[dict[str, Any]], offset: int) -> tuple[list[dict[str, Any]], Any]:
+        """Run the detector on a chunk; return its insights and how to store the detector's new state."""
+        head = detector_heads.get(source_id)
+        if head is not None and offset <= head["applied"]:
+            return [], None  # read again after a restart: this chunk's insights went out with its first pass
+        state = new_detector_state()
+        if head is not None:
+            state.update(watermark=head["watermark"], open=head["open"], late=head["late"])
+            stored = ((k, detector_apis.get(f"{source_id}|{k}")) for k in head["apis"])
+            state["apis"] = {k: api for k, api in stored if api is not None}
+        emitted = add_events(state, (o for o in map(observe, events) if o is not None), source_id, sensitivity)
+
+        def store() -> None:
+            apis = state.pop("apis")
+            detector_heads[source_id] = dict(state, apis=sorted(apis), applied=offset)
+            for api_key, api in apis.items():
+                detector_apis[f"{source_id}|{api_key}"] = api
+            for forgotten in set(head["apis"] if head else ()) - set(apis):
+                del detector_apis[f"{source_id}|{forgotten}"]
+
+        return [to_avro(r, source_id) for r in emitted.records], store
 
     async def update_source(
         result: BatchResult, events: list[dict[str, Any]], duplicates: int, partition: int, now: int

