@@ -78,9 +78,18 @@ class Checkpoint:
         return self.insight_last_key if kind is FileKind.INSIGHT else self.last_key
 
     def published(
-        self, kind: FileKind, key: str, *, records: int, size: int, lookback: timedelta, dead: str | None = None
+        self,
+        kind: FileKind,
+        key: str,
+        *,
+        records: int,
+        size: int,
+        lookback: timedelta,
+        dead_letters: int = 0,
+        dead: str | None = None,
     ) -> Checkpoint:
-        """The checkpoint once `key` is published (or dead-lettered, with `dead` saying why)."""
+        """The checkpoint once `key` is published: `dead_letters` of it (the whole file, or some of its records)
+        went to the dead-letter topic, the last because of `dead`."""
         lane = "insight_last_key" if kind is FileKind.INSIGHT else "last_key"
         return replace(
             self,
@@ -89,13 +98,9 @@ class Checkpoint:
             files=self.files + 1,
             records=self.records + records,
             bytes=self.bytes + size,
-            dead_letters=self.dead_letters + (dead is not None),
+            dead_letters=self.dead_letters + dead_letters,
             last_dead_letter=dead if dead is not None else self.last_dead_letter,
         )
-
-    def dead_lettered(self, count: int, reason: str) -> Checkpoint:
-        """Records of a published file that were dead-lettered on their own (too large for a message)."""
-        return replace(self, dead_letters=self.dead_letters + count, last_dead_letter=reason)
 
 
 def _window(names: frozenset[str], lookback: timedelta) -> frozenset[str]:

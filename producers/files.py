@@ -2,8 +2,9 @@
 
 - a log file (`CloudTrail/`): its records, cut out verbatim and chunked, to `cloudtrail.raw`; records too large
   for a message to `cloudtrail.dlq`;
-- an Insights file AWS delivered (`CloudTrail-Insight/`): each record as an `AwsInsightRecord` to
-  `cloudtrail.insights`;
+- an Insights file AWS delivered (`CloudTrail-Insight/`): each record as an `Insight` with aws_made=true (its
+  original JSON kept as is) to `cloudtrail.insights`, beside the insights trailhouse's own detector makes; a
+  record that is not an Insights event to `cloudtrail.dlq`;
 - a file that is not CloudTrail (corrupt gzip, not JSON, no `Records`, over `max_file_bytes`): one dead letter
   naming it and the reason, and nothing else of it.
 
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
+import orjson
+
 from producers.layout import FileKind, parse_key
 from producers.publisher import FileRef, RawPublisher
 from producers.split import iter_records, split_stream
-from schemas.records import DEAD_LETTER_PAYLOAD_BYTES
+from schemas.records import DEAD_LETTER_PAYLOAD_BYTES, insight
 from trailhouse.config import Settings
 from trailhouse.errors import BadLogFile
 from trailhouse.sources import Source
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    records: int  # records published (to the raw topic, or Insights records to the insights topic)
+    records: int  # records published (to the raw topic, or Insights events to the insights topic)
     dead_letters: int = 0
     reason: str | None = None  # why the file's last dead letter was written, with its location
     insights: int = 0
@@ -91,11 +94,31 @@ class FilePublisher:
     def _insights(self, body: IO[bytes], ref: FileRef, size: int) -> Outcome:
         """Insights files are small (a few events): read whole, then published record by record."""
         try:
-            records = list(iter_records(body, max_file_bytes=self._settings.max_file_bytes))
+            texts = list(iter_records(body, max_file_bytes=self._settings.max_file_bytes))
         except BadLogFile as exc:
             return self._dead_file(body, ref, size, exc)
-        count = self._publisher().publish_insights(ref, records, self._clock())
-        return Outcome(count, insights=count)
+        publisher = self._publisher()
+        published = dead = 0
+        reason = None
+        for index, text in enumerate(texts):
+            try:
+                value = insight(orjson.loads(text), ref.source_id, aws_made=True, text=text)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                reason = f"record {index} is not a CloudTrail Insights event ({_missing(exc)})"
+                log.warning("%s: %s -> dead-letter topic", ref.location, reason)
+                publisher.dead_letter(
+                    ref,
+                    reason=reason,
+                    kind="not_an_insight",
+                    payload=text.encode(),
+                    when=self._clock(),
+                    location=f"{ref.location}#record{index}",
+                )
+                dead += 1
+                continue
+            publisher.insight(value)
+            published += 1
+        return Outcome(published, dead, f"{reason} ({ref.location})" if reason else None, insights=published)
 
     def _dead_file(self, body: IO[bytes], ref: FileRef, size: int, exc: BadLogFile) -> Outcome:
         log.warning("%s: %s -> dead-letter topic", ref.location, exc)
@@ -109,3 +132,9 @@ class FilePublisher:
             payload_size=size,
         )
         return Outcome(0, 1, f"{exc} ({ref.location})")
+
+
+def _missing(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]}"
+    return str(exc) or type(exc).__name__

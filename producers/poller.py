@@ -1,7 +1,7 @@
 """The poller stage: list the sources' buckets, publish new log files to `cloudtrail.raw`, checkpoint.
 
 Per source, two lanes are listed in key order (= delivery order): the log files (`CloudTrail/`) and the Insights
-files AWS delivers (`CloudTrail-Insight/`, published as `AwsInsightRecord`s to `cloudtrail.insights`). Digest
+files AWS delivers (`CloudTrail-Insight/`, published as `Insight`s with aws_made=true to `cloudtrail.insights`). Digest
 files (`CloudTrail-Digest/`) live under their own prefix and are never read as events. Each listing starts a
 look-back window before the checkpoint, so late files are caught, and publishes only what the checkpoint does not
 already cover (producers/checkpoints.py). Files are downloaded concurrently and read as streams (bounded memory),
@@ -279,7 +279,13 @@ class Poller:
                 break
             outcome = self._files.publish(kind, body, file_ref(source, obj.key, obj.etag), obj.size)
             checkpoint = checkpoint.published(
-                kind, obj.key, records=outcome.records, size=obj.size, lookback=self._lookback, dead=outcome.reason
+                kind,
+                obj.key,
+                records=outcome.records,
+                size=obj.size,
+                lookback=self._lookback,
+                dead_letters=outcome.dead_letters,
+                dead=outcome.reason,
             )
             report.files += 1
             report.records += outcome.records

@@ -7,7 +7,7 @@ crash re-publishes files (at-least-once) and never skips one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,8 +22,6 @@ from trailhouse.kafka import producer_options, translate
 
 FLUSH_TIMEOUT_S = 60.0
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
-# The insights topic will carry AWS's Insights events and trailhouse's own (issue 6): the header names the type.
-INSIGHT_HEADER = ("trailhouse.type", b"AwsInsightRecord")
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class RawPublisher:
         self._raw = Codec.of("RawBatch")
         self._dead = Codec.of("DeadLetter")
         self._checkpoint = Codec.of("Checkpoint")
-        self._insight = Codec.of("AwsInsightRecord")
+        self._insight = Codec.of("Insight")
         self._failures: list[str] = []
         self.queued_bytes = 0  # produced since the last flush
 
@@ -57,37 +55,20 @@ class RawPublisher:
         if err is not None:
             self._failures.append(err.str())
 
-    def _produce(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
         self.queued_bytes += len(value)
         try:
-            self._producer.produce(topic, key=key.encode(), value=value, headers=headers, on_delivery=self._on_delivery)
+            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
         except BufferError:
             self._producer.poll(1.0)  # local queue full: let deliveries drain, then try once more
-            self._producer.produce(topic, key=key.encode(), value=value, headers=headers, on_delivery=self._on_delivery)
+            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
         except KafkaException as exc:
             raise translate(exc, f"produce to {topic}") from exc
         self._producer.poll(0)
 
-    def publish_insights(self, ref: FileRef, records: Iterable[str], ingest_time: datetime) -> int:
-        """Queue the records of an Insights file AWS delivered, one `AwsInsightRecord` each; return how many."""
-        count = 0
-        for index, record in enumerate(records):
-            value = self._insight.encode(
-                {
-                    "source_id": ref.source_id,
-                    "bucket": ref.bucket,
-                    "object_key": ref.key,
-                    "account": ref.account,
-                    "region": ref.region,
-                    "record_index": index,
-                    "ingest_time": ingest_time,
-                    "record": record,
-                    "aws_made": True,
-                }
-            )
-            self._produce(self._settings.topic_insights, ref.source_id, value, [INSIGHT_HEADER])
-            count += 1
-        return count
+    def insight(self, record: dict[str, Any]) -> None:
+        """Queue an `Insight` record (schemas.records.insight) on the insights topic, keyed by its source id."""
+        self._produce(self._settings.topic_insights, record["source_id"], self._insight.encode(record))
 
     def publish_file(self, ref: FileRef, chunks: Sequence[list[str]], ingest_time: datetime) -> None:
         for index, records in enumerate(chunks):

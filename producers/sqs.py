@@ -235,7 +235,13 @@ class SqsPoller:
                 ref: FileRef = file_ref(source, obj.key, obj.etag)
                 outcome = self._files.publish(item.kind, body, ref, size)
                 checkpoint = checkpoint.published(
-                    item.kind, obj.key, records=outcome.records, size=size, lookback=lookback, dead=outcome.reason
+                    item.kind,
+                    obj.key,
+                    records=outcome.records,
+                    size=size,
+                    lookback=lookback,
+                    dead_letters=outcome.dead_letters,
+                    dead=outcome.reason,
                 )
                 report.files += 1
                 report.records += outcome.records

@@ -71,7 +71,9 @@ def test_a_checkpoint_survives_its_avro_record():
     from schemas import Codec
 
     checkpoint = published(Checkpoint("s", poller="host:1"), key("1000"), key("1005"))
-    checkpoint = checkpoint.published(FileKind.LOGS, key("1010"), records=0, size=5, lookback=HOUR, dead="corrupt gzip")
+    checkpoint = checkpoint.published(
+        FileKind.LOGS, key("1010"), records=0, size=5, lookback=HOUR, dead_letters=1, dead="corrupt gzip"
+    )
     codec = Codec.of("Checkpoint")
     assert Checkpoint.from_record(codec.decode(codec.encode(checkpoint.to_record()))) == checkpoint
     assert (checkpoint.dead_letters, checkpoint.last_dead_letter) == (1, "corrupt gzip")

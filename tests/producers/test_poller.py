@@ -172,6 +172,32 @@ def test_an_organization_trail_with_a_prefix_is_polled(s3, topics, settings):
     assert (batch["object_key"], batch["account"], batch["region"]) == (org_key, ACCOUNT, "us-east-1")
 
 
+AWS_INSIGHT = {  # as AWS delivers it in CloudTrail-Insight/ (an ApiCallRateInsight's Start)
+    "eventVersion": "1.08",
+    "eventTime": "2026-11-24T09:58:00Z",
+    "awsRegion": "us-east-1",
+    "eventID": "2cb8a9b1-4b2b-4c1a-9b6f-000000000001",
+    "eventType": "AwsCloudTrailInsight",
+    "recipientAccountId": ACCOUNT,
+    "sharedEventID": "7d2f6a3e-9b7c-4c55-8a1e-000000000002",
+    "insightDetails": {
+        "state": "Start",
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "RunInstances",
+        "insightType": "ApiCallRateInsight",
+        "insightContext": {
+            "statistics": {
+                "baseline": {"average": 0.0655555556},
+                "insight": {"average": 12.0},
+                "baselineDuration": 10080,
+            },
+            "attributions": [{"attribute": "userAgent", "insight": [], "baseline": []}],
+        },
+    },
+    "eventCategory": "Insight",
+}
+
+
 def test_digest_files_are_skipped_and_aws_insights_are_published_as_aws_made(s3, topics, settings):
     client, bucket = s3
     digest = (
@@ -180,27 +206,39 @@ def test_digest_files_are_skipped_and_aws_insights_are_published_as_aws_made(s3,
     )
     client.put_object(Bucket=bucket, Key=digest, Body=gzip.compress(b'{"digestEndTime": "x", "logFiles": []}'))
     client.put_object(Bucket=bucket, Key=_key("1000", "a"), Body=_body("e-1"))
-    insight = {
-        "eventVersion": "1.08",
-        "eventID": "i-1",
-        "eventCategory": "Insight",
-        "insightDetails": {"state": "Start"},
-    }
+    original = json.dumps({"Records": [AWS_INSIGHT, {"eventID": "not-an-insight"}]}, indent=1)  # AWS's spacing kept
     insight_key = _key("1005", "i", kind="CloudTrail-Insight")
-    client.put_object(Bucket=bucket, Key=insight_key, Body=gzip.compress(json.dumps({"Records": [insight]}).encode()))
+    client.put_object(Bucket=bucket, Key=insight_key, Body=gzip.compress(original.encode()))
     Registry(settings, topics).add(new_source(ACCOUNT, "us-east-1", f"s3://{bucket}"))
     poller = Poller(settings, topics, AwsClients(settings))
 
     report = poller.poll_once()
-    assert (report.files, report.sources[0].insights) == (2, 1)
+    assert (report.files, report.sources[0].insights, report.sources[0].dead_letters) == (2, 1, 1)
     assert _published_keys(settings, topics) == [_key("1000", "a")], "neither the digest nor the insight is an event"
-    codec = Codec.of("AwsInsightRecord")
     [(key, value)] = read_to_end(settings, topics, settings.topic_insights)
-    record = codec.decode(value)
+    insight = Codec.of("Insight").decode(value)  # the schema the worker's detector writes to the same topic
     assert key == f"cloudtrail-{ACCOUNT}-us-east-1".encode()
-    assert (record["object_key"], record["aws_made"], json.loads(record["record"])) == (insight_key, True, insight)
+    assert (
+        insight["aws_made"] is True and insight["record"] in original and json.loads(insight["record"]) == AWS_INSIGHT
+    )
+    assert {k: insight[k] for k in ("event_id", "shared_event_id", "state", "insight_type", "event_name")} == {
+        "event_id": AWS_INSIGHT["eventID"],
+        "shared_event_id": AWS_INSIGHT["sharedEventID"],
+        "state": "Start",
+        "insight_type": "ApiCallRateInsight",
+        "event_name": "RunInstances",
+    }
+    assert (insight["baseline_average"], insight["insight_average"], insight["baseline_duration"]) == (
+        0.0655555556,
+        12.0,
+        10080,
+    )
+    [dead] = _dead_letters(settings, topics)
+    assert dead["location"] == f"s3://{bucket}/{insight_key}#record1" and dead["error_type"] == "not_an_insight"
+    assert "no insightDetails" in dead["reason"] or "no eventTime" in dead["reason"]
     assert poller.poll_once().files == 0
-    assert _checkpoints(settings, topics)[f"cloudtrail-{ACCOUNT}-us-east-1"]["insight_last_key"] == insight_key
+    checkpoint = _checkpoints(settings, topics)[f"cloudtrail-{ACCOUNT}-us-east-1"]
+    assert (checkpoint["insight_last_key"], checkpoint["dead_letters"]) == (insight_key, 1)
 
 
 def test_each_unreadable_file_is_one_dead_letter_and_the_checkpoint_moves_on(s3, topics, settings):
