@@ -361,14 +361,14 @@ def test_a_poller_that_dies_mid_file_skips_nothing_when_started_again(tmp_path, 
     original = RawPublisher._produce
     raw_sent = 0
 
-    def crash_mid_file(self, topic, key, value, headers=None):
+    def crash_mid_file(self, topic, key, value):
         nonlocal raw_sent
         if topic == settings.topic_raw:
             if raw_sent == 1 + 3:  # file a, then three chunks of the big file reached Kafka: the process "dies"
                 self.flush()
                 raise Crash
             raw_sent += 1
-        return original(self, topic, key, value, headers)
+        return original(self, topic, key, value)
 
     RawPublisher._produce = crash_mid_file
     try:
