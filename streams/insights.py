@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from schemas import records
 
 MINUTE_MS = 60_000
 HOURS_KEPT = 168  # one week of hourly totals
@@ -384,25 +384,6 @@ def _iso(minute: int) -> str:
 
 
 def to_avro(record: dict[str, Any], source_id: str, *, aws_made: bool = False) -> dict[str, Any]:
-    """The `Insight` Avro record of an insight record in CloudTrail's shape."""
-    details = record["insightDetails"]
-    stats = details.get("insightContext", {}).get("statistics", {})
-    return {
-        "source_id": source_id,
-        "event_id": record["eventID"],
-        "shared_event_id": record.get("sharedEventID") or record["eventID"],
-        "state": details.get("state", ""),
-        "event_time": datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00")),
-        "aws_region": record.get("awsRegion", ""),
-        "recipient_account_id": record.get("recipientAccountId", ""),
-        "event_source": details.get("eventSource", ""),
-        "event_name": details.get("eventName", ""),
-        "insight_type": details.get("insightType", ""),
-        "error_code": details.get("errorCode"),
-        "baseline_average": float(stats.get("baseline", {}).get("average", 0.0)),
-        "insight_average": float(stats.get("insight", {}).get("average", 0.0)),
-        "insight_duration": int(stats.get("insightDuration", 0)),
-        "baseline_duration": int(stats.get("baselineDuration", 0)),
-        "aws_made": aws_made,
-        "record": orjson.dumps(record).decode(),
-    }
+    """The `Insight` Avro record of an insight record in CloudTrail's shape (built in schemas.records, shared with
+    the poller, which publishes the Insights AWS delivers on the same topic with aws_made=true)."""
+    return records.insight(record, source_id, aws_made=aws_made)

@@ -81,7 +81,9 @@ class Settings:
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
     topic_sources: str = _setting("cloudtrail.sources", "compacted topic of per-source state (SourceState)", KAFKA)
-    topic_insights: str = _setting("cloudtrail.insights", "topic of Insights events (Insight)", KAFKA)
+    topic_insights: str = _setting(
+        "cloudtrail.insights", "topic of Insights events (Insight: the detector's, and AWS-made ones)", KAFKA
+    )
     topic_registry: str = _setting("trailhouse.sources-config", "compacted topic of registered sources", KAFKA)
     topic_checkpoints: str = _setting("trailhouse.checkpoints", "compacted topic of poller checkpoints", KAFKA)
 
@@ -103,6 +105,9 @@ class Settings:
 
     s3_endpoint_url: str | None = _setting(None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3)
     s3_region: str | None = _setting(None, "AWS region of the S3 client; unset = boto3's default chain", S3)
+    sts_endpoint_url: str | None = _setting(
+        None, "STS endpoint URL for sources with a role to assume; unset = s3_endpoint_url if set, else AWS STS", S3
+    )
 
     poll_interval: float = _setting(60.0, "seconds between two listings of a source", POLL)
     raw_chunk_bytes: int = _setting(
@@ -112,6 +117,28 @@ class Settings:
     max_file_bytes: int = _setting(
         512 * 1024 * 1024, "uncompressed size above which a log file goes to the dead-letter topic", POLL
     )
+    poll_spool_bytes: int = _setting(
+        8 * 1024 * 1024,
+        "bytes of one file a poller keeps in memory while reading it (download, and chunks waiting to be sent); "
+        "larger files spill to temporary files, so memory stays bounded whatever the file sizes",
+        POLL,
+    )
+    poll_lookback: float = _setting(
+        3600.0,
+        "seconds of delivery time listed again before the newest file published, to catch files that land late "
+        "with an older time in their name; 0 = none",
+        POLL,
+    )
+    poll_group: str = _setting(
+        "trailhouse-poll", "consumer group of the pollers (on the registry topic) that share the sources", POLL
+    )
+    sqs_visibility_timeout: float = _setting(
+        300.0,
+        "seconds an SQS notification stays hidden from other pollers while its file is read; extended while a "
+        "big file is in flight",
+        POLL,
+    )
+    sqs_wait: float = _setting(20.0, "seconds an SQS receive waits for notifications (long polling, 0-20)", POLL)
 
     worker_group: str = _setting("trailhouse-worker", "Faust app id = consumer group of the workers", WORKER)
     dedup_window: float = _setting(86_400.0, "seconds within which an eventID seen again is a duplicate", WORKER)
@@ -299,9 +326,15 @@ def _validate(s: Settings) -> None:
     for name in ("kafka_partitions", "kafka_replication", "sink_batch_events", "poll_download_concurrency"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window"):
+    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window", "sqs_visibility_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
+    if s.poll_lookback < 0:
+        raise ConfigError("poll_lookback must be 0 (no look-back) or a positive number of seconds")
+    if not 0 <= s.sqs_wait <= 20:
+        raise ConfigError(f"sqs_wait={s.sqs_wait}: SQS long polling waits 0 to 20 seconds")
+    if s.poll_spool_bytes < 64 * 1024:
+        raise ConfigError(f"poll_spool_bytes={s.poll_spool_bytes} is too small: use at least 65536")
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://", "chdb://")):
         raise ConfigError(
             f"clickhouse_url={s.clickhouse_url!r}: use http://host:8123, https://host:8443 or chdb:///path"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -21,7 +22,21 @@ POLL_RECORDS = Counter("trailhouse_poll_records", "CloudTrail records published 
 POLL_DEAD_LETTERS = Counter(
     "trailhouse_poll_dead_letters", "files or records the poller sent to the dead-letter topic", ["source"]
 )
+POLL_BYTES = Counter("trailhouse_poll_bytes", "bytes of the files published, as stored in S3 (compressed)", ["source"])
 POLL_ERRORS = Counter("trailhouse_poll_errors", "polls of a source that failed (source status ERROR)", ["source"])
+POLL_LAG = Gauge(
+    "trailhouse_poll_lag_seconds",
+    "delivery time of the newest file seen in the source's bucket minus that of the last file checkpointed",
+    ["source"],
+)
+POLL_SOURCES = Gauge("trailhouse_poll_sources", "sources this poller polls (its share of the pollers' group)")
+SQS_MESSAGES = Counter(
+    "trailhouse_sqs_messages",
+    "SQS notifications handled, by outcome: done (deleted after the files were acknowledged), skipped (nothing "
+    "to collect: digest, test event, unregistered source; deleted), unreadable (not an S3 notification; "
+    "dead-lettered and deleted), retry (left for a later receive)",
+    ["outcome"],
+)
 SOURCE_UP = Gauge("trailhouse_source_up", "1 when the source's last poll succeeded, 0 when it failed", ["source"])
 SOURCE_LAST_POLL = Gauge(
     "trailhouse_source_last_success_timestamp_seconds", "end of the source's last successful poll", ["source"]
@@ -51,14 +66,20 @@ class PollMetrics:
     health: Health
 
     def poll_started(self, sources: int) -> None:
+        POLL_SOURCES.set(sources)
         self.health.set_ready(True, f"polling {sources} source(s)")
 
-    def file_published(self, source_id: str, records: int, dead_letters: int) -> None:
+    def file_published(self, source_id: str, records: int, dead_letters: int, size: int) -> None:
         POLL_FILES.labels(source_id).inc()
         POLL_RECORDS.labels(source_id).inc(records)
+        POLL_BYTES.labels(source_id).inc(size)
         if dead_letters:
             POLL_DEAD_LETTERS.labels(source_id).inc(dead_letters)
         self.health.beat()
+
+    def position(self, source_id: str, checkpoint: datetime | None, newest: datetime | None) -> None:
+        lag = (newest - checkpoint).total_seconds() if newest is not None and checkpoint is not None else 0.0
+        POLL_LAG.labels(source_id).set(max(0.0, lag))
 
     def source_polled(self, source_id: str, error: str | None) -> None:
         SOURCE_UP.labels(source_id).set(0 if error else 1)

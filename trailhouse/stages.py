@@ -15,13 +15,17 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from producers.poller import Poller
+from producers.checkpoints import Bounds
+from producers.poller import Observers, Poller, PollObserver
 from trailhouse.config import Settings
 from trailhouse.health import Health, serve
 from trailhouse.logs import setup_logging
 from trailhouse.processes import die_with_parent, free_port
+
+if TYPE_CHECKING:
+    from producers.sqs import SqsPoller
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +73,32 @@ def sink_health(settings: Settings) -> Health:
     return Health("sink", stall_after_s=360.0)
 
 
-def poll_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Poller:
-    from producers.storage import s3_client_factory
+def poll_stage(
+    settings: Settings,
+    bootstrap: str,
+    health: Health | None = None,
+    *,
+    bounds: Bounds | None = None,
+    observer: PollObserver | None = None,
+) -> Poller:
+    from producers.credentials import AwsClients
     from trailhouse.metrics import PollMetrics
 
+    metrics = PollMetrics(health) if health is not None else None
+    return Poller(settings, bootstrap, AwsClients(settings), observer=Observers(metrics, observer), bounds=bounds)
+
+
+def sqs_stage(settings: Settings, bootstrap: str, queue_url: str, health: Health | None = None) -> SqsPoller:
+    from producers.credentials import AwsClients
+    from producers.sqs import SqsPoller
+    from trailhouse.metrics import SQS_MESSAGES, PollMetrics
+
+    def count(outcome: str, n: int) -> None:
+        if n:
+            SQS_MESSAGES.labels(outcome).inc(n)
+
     observer = PollMetrics(health) if health is not None else None
-    return Poller(settings, bootstrap, s3_client_factory(settings), observer=observer)
+    return SqsPoller(settings, bootstrap, AwsClients(settings), queue_url, observer=observer, count=count)
 
 
 def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Stage:
@@ -142,8 +166,17 @@ def run_sink(settings: Settings, bootstrap: str) -> None:
     serve_stage("sink", settings, lambda health: run_until_signalled(sink_stage(settings, bootstrap, health), health))
 
 
-def run_poll(settings: Settings, bootstrap: str) -> None:
-    serve_stage("poll", settings, lambda health: run_until_signalled(poll_stage(settings, bootstrap, health), health))
+def run_poll(settings: Settings, bootstrap: str, *, sqs_queue: str | None = None, bounds: Bounds | None = None) -> None:
+    """The poller until signalled: its share of the sources (listing), or the notifications of an SQS queue."""
+
+    def run(health: Health) -> None:
+        if sqs_queue:
+            stage: Stage = sqs_stage(settings, bootstrap, sqs_queue, health)
+        else:
+            stage = poll_stage(settings, bootstrap, health, bounds=bounds)
+        run_until_signalled(stage, health)
+
+    serve_stage("poll", settings, run)
 
 
 STAGES: dict[str, Callable[[Settings, str], None]] = {

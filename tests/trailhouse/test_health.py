@@ -3,6 +3,7 @@
 import json
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -89,7 +90,9 @@ def test_the_server_answers_probes_and_scrapes():
         assert get(base + "/healthz")[0] == 200
 
         PollMetrics(health).poll_started(2)
-        PollMetrics(health).file_published("cloudtrail-123456789012-us-east-1", records=40, dead_letters=1)
+        PollMetrics(health).file_published("cloudtrail-123456789012-us-east-1", records=40, dead_letters=1, size=900)
+        hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+        PollMetrics(health).position("cloudtrail-123456789012-us-east-1", hour, hour + timedelta(hours=1))
         PollMetrics(health).source_polled("cloudtrail-123456789012-us-east-1", error=None)
         PollMetrics(health).source_polled("cloudtrail-210987654321-eu-west-1", error="access denied")
         assert get(base + "/readyz") == (
@@ -99,6 +102,9 @@ def test_the_server_answers_probes_and_scrapes():
         status, metrics = get(base + "/metrics")
         assert status == 200
         assert 'trailhouse_poll_records_total{source="cloudtrail-123456789012-us-east-1"} 40.0' in metrics
+        assert 'trailhouse_poll_bytes_total{source="cloudtrail-123456789012-us-east-1"} 900.0' in metrics
+        assert 'trailhouse_poll_lag_seconds{source="cloudtrail-123456789012-us-east-1"} 3600.0' in metrics
+        assert "trailhouse_poll_sources 2.0" in metrics
         assert 'trailhouse_source_up{source="cloudtrail-210987654321-eu-west-1"} 0.0' in metrics
         assert "process_resident_memory_bytes" in metrics
         assert get(base + "/nope")[0] == 404
