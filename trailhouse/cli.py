@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         verbs.add_parser("status", help="status, counts and last event of each source"), (KAFKA, CLICKHOUSE)
     )
 
+    insights = command("insights", "unusual API call and error rates (Insights), newest first", (CLICKHOUSE,))
+    insights.add_argument("--since", default="1d", help="insights at or after: 30m, 24h, 7d or an ISO date/time")
+    insights.add_argument("--source", default=None, help="only this source id")
+    insights.add_argument("--limit", type=_positive, default=100, help="most records shown (default 100)")
+    insights.add_argument("--format", choices=("table", "json"), default="table", help="json: one record per line")
     search = command("search", "search events: '*123456789012*', eventName:Delete*, ...", (CLICKHOUSE,))
     search.add_argument("pattern", nargs="+", help="terms, AND-ed; * any characters, ? one character")
     search.add_argument("--count", action="store_true", help="print only the number of matching events")
@@ -194,6 +199,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _sources(args, settings)
     if name == "search":
         return _search(args, settings)
+    if name == "insights":
+        from sinks.search import parse_time
+
+        since = parse_time(args.since, datetime.now(UTC))
+        return commands.insights(settings, since=since, source_id=args.source, limit=args.limit, output=args.format)
     if name == "generate":
         return _generate(args, settings)
     raise AssertionError(name)

@@ -319,6 +319,32 @@ def _json_line(event: dict[str, Any]) -> str:
     return f'{head[:-1]},"record":{event["record"]}}}\n'
 
 
+def insights(
+    settings: Settings,
+    *,
+    since: datetime | None,
+    source_id: str | None,
+    limit: int,
+    output: str,
+    out: TextIO = sys.stdout,
+) -> int:
+    """`trailhouse insights`: the Start/End records of trailhouse's detector and of AWS's own Insights."""
+    from sinks.clickhouse import connect
+    from sinks.insights_query import TABLE_HEADERS, list_insights, table_row
+    from sinks.migrations import migrate as apply
+
+    client = connect(settings.clickhouse_dsn)
+    apply(client, settings.clickhouse_database)
+    found = list_insights(client, settings.clickhouse_database, since=since, source_id=source_id, limit=limit)
+    if output == "json":
+        for insight in found:
+            out.write(_json_line(insight))
+    else:
+        rows = [[_cell(cell) for cell in table_row(insight)] for insight in found]
+        print(format_table(rows, list(TABLE_HEADERS)) if rows else "no insights", file=out)
+    return 0
+
+
 # --- generate ------------------------------------------------------------------------------------------------
 
 
