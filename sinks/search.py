@@ -6,9 +6,19 @@ Syntax (terms are AND-ed):
     eventName:Delete*     `field:pattern` matches a named column as a whole (CloudTrail names or column names)
     "two words"           quotes keep spaces (and a literal `:`) inside one term; field:"two words" too
     arn:aws:iam::1:root   a `name:` that is not a field is plain text, so ARNs need no quotes
+    NOT term              the term must not match (NOT in capitals; "NOT" in quotes is the word itself)
 
 User text only ever reaches ClickHouse as bound parameters; column names come from a fixed table, never from
-the query. Translation is pure and unit-tested; `search()` is the thin I/O part.
+the query. Translation is pure and unit-tested; `search()` and `count()` are the thin I/O part.
+
+How a search finds its rows fast (measured with `trailhouse bench search`, see NOTES.md):
+- a free term holding 12 or more digits in a row (an account number) is looked up in the text index of the
+  `search_numbers` column (every 12-digit window of every long digit run of the record, sinks/migrations.py);
+  a term that is just 12 digits is answered by the index alone, anything longer is re-checked with LIKE;
+- newest first without depending on merges: the newest matching row keys are found without FINAL (cheap: the
+  engine reads only the key columns of the matching rows), then exactly those rows are read with FINAL and the
+  query's conditions re-applied, so each event shows once, as its newest copy. Exact: if copies that did not
+  survive FINAL leave fewer rows than asked, the first step is repeated with a larger limit.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ MAX_QUERY_CHARS = 64 * 1024
 class Term:
     column: str  # "record" for free terms
     pattern: str
+    negated: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,9 @@ class SearchQuery:
     since: datetime | None = None
     until: datetime | None = None
     case_insensitive: bool = False
+    accounts: tuple[str, ...] = ()  # recipient account ids, any of them
+    regions: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
 
 
 _TOKEN = re.compile(r"""\s*(?:(?P<field>[A-Za-z_][A-Za-z0-9_.]*):)?(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S+))""")
@@ -90,11 +104,21 @@ def parse_query(text: str) -> tuple[Term, ...]:
     terms = []
     position = 0
     text = text.strip()
+    negate = False
     while position < len(text):
         match = _TOKEN.match(text, position)
         assert match is not None  # \S+ matches whatever is not whitespace
         position = match.end()
-        terms.append(_term(match))
+        if match[0].strip() == "NOT":
+            if negate:
+                raise SearchSyntaxError("NOT NOT: write the term without NOT")
+            negate = True
+            continue
+        term = _term(match)
+        terms.append(Term(term.column, term.pattern, negated=True) if negate else term)
+        negate = False
+    if negate:
+        raise SearchSyntaxError('NOT needs a term after it, e.g. NOT eventName:Describe*; search "NOT" for the word')
     return tuple(terms)
 
 
@@ -138,23 +162,42 @@ def glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
-def where_clause(query: SearchQuery) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause (without the keyword) and its parameters; '1' when there is no condition."""
+def where_clause(query: SearchQuery, *, number_index: bool = True) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (without the keyword) and its parameters; '1' when there is no condition.
+
+    `number_index` says the table has the `search_numbers` column (every trailhouse table does; the benchmark
+    also measures designs without it).
+    """
     conditions: list[str] = []
     params: dict[str, Any] = {}
     operator = "ILIKE" if query.case_insensitive else "LIKE"
     for index, term in enumerate(query.terms):
         name = f"p{index}"
+        windows = number_windows(term) if number_index and not term.negated else None
+        if windows is not None:
+            conditions += [f"has(search_numbers, {{{name}_{i}:String}})" for i in range(len(windows))]
+            params |= {f"{name}_{i}": window for i, window in enumerate(windows)}
+            if is_exact_number(term):
+                continue  # the index alone answers it
         if term.column == "record":
             params[name] = f"%{glob_to_like(term.pattern)}%"
-            conditions.append(f"record {operator} {{{name}:String}}")
+            condition = f"record {operator} {{{name}:String}}"
         elif term.column in _ARRAY_COLUMNS:
             params[name] = glob_to_like(term.pattern)
-            conditions.append(f"arrayExists(x -> x {operator} {{{name}:String}}, {term.column})")
+            condition = f"arrayExists(x -> x {operator} {{{name}:String}}, {term.column})"
         else:
             params[name] = glob_to_like(term.pattern)
-            column = term.column if term.column in _TEXT_COLUMNS else f"toString({term.column})"
-            conditions.append(f"{column} {operator} {{{name}:String}}")
+            column = term.column if term.column in _TEXT_COLUMNS else f"ifNull(toString({term.column}), '')"
+            condition = f"{column} {operator} {{{name}:String}}"
+        conditions.append(f"NOT ({condition})" if term.negated else condition)
+    for column, values, name in (
+        ("recipient_account_id", query.accounts, "accounts"),
+        ("aws_region", query.regions, "regions"),
+        ("source_id", query.sources, "sources"),
+    ):
+        if values:
+            params[name] = list(values)
+            conditions.append(f"{column} IN {{{name}:Array(String)}}")
     if query.since is not None:
         params["since"] = query.since
         conditions.append("event_time >= {since:DateTime64(3, 'UTC')}")
@@ -162,6 +205,30 @@ def where_clause(query: SearchQuery) -> tuple[str, dict[str, Any]]:
         params["until"] = query.until
         conditions.append("event_time < {until:DateTime64(3, 'UTC')}")
     return (" AND ".join(conditions) or "1"), params
+
+
+_DIGIT_RUN = re.compile(r"[0-9]{12,}")
+NUMBER_WINDOW = 12
+
+
+def number_windows(term: Term) -> list[str] | None:
+    """Windows of `search_numbers` that every record matching a free term must hold, or None if it has none.
+
+    Only literal digits count (`*` and `?` split them); a run of 12+ digits gives its first and last 12-digit
+    window, which any record containing the run holds (the column keeps every window of every run).
+    """
+    if term.column != "record":
+        return None
+    windows: list[str] = []
+    for fragment in re.split(r"[*?]", term.pattern):
+        for run in _DIGIT_RUN.findall(fragment):
+            windows += [w for w in (run[:NUMBER_WINDOW], run[-NUMBER_WINDOW:]) if w not in windows]
+    return windows or None
+
+
+def is_exact_number(term: Term) -> bool:
+    """True when the index answers the term exactly: a free term that is 12 digits (a bare term is a substring)."""
+    return term.column == "record" and re.fullmatch(r"\**[0-9]{12}\**", term.pattern) is not None
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -198,19 +265,55 @@ RESULT_COLUMNS = (
 )
 
 
-def search(client: Client, database: str, query: SearchQuery, *, limit: int) -> list[dict[str, Any]]:
-    """Matching events, newest first, each with `RESULT_COLUMNS` and the original `record` text."""
-    where, params = where_clause(query)
+def search(
+    client: Client,
+    database: str,
+    query: SearchQuery,
+    *,
+    limit: int,
+    table: str = "events",
+    number_index: bool = True,
+) -> list[dict[str, Any]]:
+    """Matching events, newest first, each once, with `RESULT_COLUMNS` and the original `record` text."""
+    where, params = where_clause(query, number_index=number_index)
+    source = f"{database}.{table}"
     columns = ", ".join((*RESULT_COLUMNS, "record"))
-    sql = (
-        f"SELECT {columns} FROM {database}.events FINAL WHERE {where} "
-        f"ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
-    )
-    result = call("search events", lambda: client.query(sql, parameters=params))
-    return [{k: utc(v) for k, v in zip(result.column_names, row, strict=True)} for row in result.result_rows]
+    candidates = limit
+    while True:
+        # 1. Keys of the newest matching rows, from any stored copy (WITH TIES: every row as new as the last one).
+        keys_sql = (
+            f"SELECT recipient_account_id, toUnixTimestamp64Milli(event_time), event_id FROM {source} "
+            f"WHERE {where} ORDER BY event_time DESC LIMIT {int(candidates)} WITH TIES"
+        )
+        keys = call("search events", lambda sql=keys_sql: client.query(sql, parameters=params).result_rows)
+        if not keys:
+            return []
+        # 2. Those rows as they are after FINAL, still matching: the same event once, as its newest copy.
+        rows_sql = (
+            f"SELECT {columns} FROM {source} FINAL "
+            "WHERE recipient_account_id IN {k_accounts:Array(String)} "
+            "AND event_time >= fromUnixTimestamp64Milli({k_since:Int64}, 'UTC') "
+            "AND event_time <= fromUnixTimestamp64Milli({k_until:Int64}, 'UTC') "
+            f"AND event_id IN {{k_ids:Array(String)}} AND {where} "
+            f"ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
+        )
+        key_params = {
+            "k_accounts": sorted({k[0] for k in keys}),
+            "k_since": min(k[1] for k in keys),
+            "k_until": max(k[1] for k in keys),
+            "k_ids": sorted({k[2] for k in keys}),
+        }
+        rows_params = params | key_params
+        result = call("search events", lambda sql=rows_sql, p=rows_params: client.query(sql, parameters=p))
+        if len(result.result_rows) >= limit or len(keys) < candidates:
+            return [{k: utc(v) for k, v in zip(result.column_names, row, strict=True)} for row in result.result_rows]
+        candidates *= 4  # some candidates were older copies of events that no longer match: look further
 
 
-def count(client: Client, database: str, query: SearchQuery) -> int:
-    where, params = where_clause(query)
-    sql = f"SELECT count() FROM {database}.events FINAL WHERE {where}"
+def count(
+    client: Client, database: str, query: SearchQuery, *, table: str = "events", number_index: bool = True
+) -> int:
+    """How many events match, each counted once (FINAL)."""
+    where, params = where_clause(query, number_index=number_index)
+    sql = f"SELECT count() FROM {database}.{table} FINAL WHERE {where}"
     return int(call("count events", lambda: client.query(sql, parameters=params)).result_rows[0][0])

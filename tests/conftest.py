@@ -113,6 +113,7 @@ def settings(tmp_path: Path, unique: str, s3_endpoint: str) -> Settings:
         topic_raw=f"raw-{unique}",
         topic_events=f"events-{unique}",
         topic_dlq=f"dlq-{unique}",
+        topic_alerts=f"alerts-{unique}",
         topic_registry=f"registry-{unique}",
         topic_checkpoints=f"checkpoints-{unique}",
         worker_group=f"worker-{unique}",
@@ -142,9 +143,10 @@ def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def clickhouse(chdb_dsn: str, settings: Settings):
     from sinks.clickhouse import connect
+    from sinks.ddl import Layout
     from sinks.migrations import migrate
 
     client = connect(chdb_dsn)
-    migrate(client, settings.clickhouse_database)
+    migrate(client, Layout(settings.clickhouse_database))
     yield client
     client.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")

@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     poll.add_argument("--once", action="store_true", help="poll every source once and exit")
     command("worker", "run the Faust worker stage: cloudtrail.raw -> cloudtrail.events", (KAFKA, WORKER))
     command("sink", "run the ClickHouse sink stage: cloudtrail.events -> ClickHouse", (KAFKA, CLICKHOUSE, SINK))
-    command("migrate", "create or upgrade the ClickHouse tables", (CLICKHOUSE,))
+    migrate = command("migrate", "create or upgrade the ClickHouse tables, and apply --retention", (CLICKHOUSE,))
+    migrate.add_argument(
+        "--print", action="store_true", help="print the DDL for these settings (e.g. --cluster) instead of running it"
+    )
 
     sources = commands_.add_parser("sources", help="register and inspect log sources")
     verbs = sources.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -80,11 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--since", default=None, help="events at or after: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("--until", default=None, help="events before: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
+    search.add_argument("--account", default=None, help="only events of these accounts (comma-separated, 12 digits)")
+    search.add_argument("--region", default=None, help="only events of these regions (comma-separated)")
+    search.add_argument("--source", default=None, help="only events of these source ids (comma-separated)")
     search.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "csv"),
         default="table",
-        help="table, or json: one event per line (default table)",
+        help="table; json: one event per line; csv: a header, then one row per event (default table)",
     )
 
     generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
@@ -128,7 +134,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if name == "sink":
         return commands.sink(settings)
     if name == "migrate":
-        print(commands.migrate(settings))
+        print(commands.migrate(settings, print_only=args.print))
         return 0
     if name == "sources":
         return _sources(args, settings)
@@ -156,6 +162,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.search import SearchQuery, parse_query, parse_time
+    from trailhouse.sources import normalize_account
 
     now = datetime.now(UTC)
     query = SearchQuery(
@@ -163,8 +170,15 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         since=parse_time(args.since, now) if args.since else None,
         until=parse_time(args.until, now) if args.until else None,
         case_insensitive=args.ignore_case,
+        accounts=tuple(normalize_account(a) for a in _list(args.account)),
+        regions=_regions(args.region or ""),
+        sources=_list(args.source),
     )
     return commands.search(settings, query=query, limit=args.limit, count_only=args.count, output=args.format)
+
+
+def _list(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,18 +54,14 @@ def poll_stage(settings: Settings, bootstrap: str) -> Poller:
 
 
 def sink_stage(settings: Settings, bootstrap: str) -> Stage:
-    from sinks.clickhouse import connect
-    from sinks.migrations import migrate
+    from sinks.migrations import prepare
     from sinks.sink import Sink
-    from sinks.tables import events_table, sources_table
+    from sinks.tables import sink_tables
     from trailhouse.kafka import ensure_topics
 
     ensure_topics(settings, bootstrap)
-    client = connect(settings.clickhouse_dsn)
-    migrate(client, settings.clickhouse_database)
-    return Sink(
-        settings, bootstrap, client, {settings.topic_events: events_table(), settings.topic_sources: sources_table()}
-    )
+    client, _ = prepare(settings)
+    return Sink(settings, bootstrap, client, sink_tables(settings))
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
