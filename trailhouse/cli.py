@@ -93,6 +93,27 @@ def _parser() -> argparse.ArgumentParser:
         help="table; json: one event per line; csv: a header, then one row per event (default table)",
     )
 
+    bench = commands_.add_parser("bench", help="measure trailhouse on this machine")
+    benches = bench.add_subparsers(dest="verb", required=True, metavar="WHAT")
+    search_bench = benches.add_parser(
+        "search",
+        help="wildcard search designs on N generated events: insert cost, size, p50/p99 of account-number searches",
+        description="Generate N CloudTrail events (staged once, reused by later runs), load them into each design, "
+        "time searches for a busy account, a rare one and a miss. Prints figures; never fails on a time.",
+    )
+    add_setting_flags(search_bench, (CLICKHOUSE, SINK))
+    search_bench.add_argument("--events", type=_positive, default=2_000_000, help="events (default 2000000)")
+    search_bench.add_argument(
+        "--designs",
+        default="scan,ngrambf,text_ngrams,numbers",
+        help="comma-separated designs to compare: scan (the full-scan baseline), ngrambf, text_ngrams, numbers "
+        "(trailhouse's); default all",
+    )
+    search_bench.add_argument("--repeat", type=_positive, default=20, help="timed runs per query (default 20)")
+    search_bench.add_argument("--seed", type=int, default=0, help="random seed of the generated events (default 0)")
+    search_bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    search_bench.add_argument("--keep", action="store_true", help="keep the design databases (bench_*) afterwards")
+
     generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
     generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
     generate.add_argument("--events", type=_positive, default=10_000, help="records (default 10000)")
@@ -142,6 +163,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _search(args, settings)
     if name == "generate":
         return _generate(args, settings)
+    if name == "bench":
+        print(
+            commands.bench_search(
+                settings,
+                events=args.events,
+                designs=_list(args.designs),
+                repeat=args.repeat,
+                seed=args.seed,
+                json_path=args.json,
+                keep=args.keep,
+            )
+        )
+        return 0
     raise AssertionError(name)
 
 

@@ -265,6 +265,33 @@ def _json_line(event: dict[str, Any]) -> str:
     return f'{head[:-1]},"record":{event["record"]}}}\n'
 
 
+# --- bench ---------------------------------------------------------------------------------------------------
+
+
+def bench_search(
+    settings: Settings,
+    *,
+    events: int,
+    designs: tuple[str, ...],
+    repeat: int,
+    seed: int,
+    json_path: str | None,
+    keep: bool,
+) -> str:
+    from pathlib import Path
+
+    from sinks.clickhouse import connect
+    from trailhouse.bench import bench_search as run
+    from trailhouse.bench import drop_designs, format_report, report_json
+
+    report = run(settings, events=events, designs=designs, repeat=repeat, seed=seed, progress=progress_printer())
+    if json_path:
+        Path(json_path).write_bytes(report_json(report))
+    if not keep:
+        drop_designs(connect(settings.clickhouse_dsn), designs)
+    return format_report(report)
+
+
 # --- generate ------------------------------------------------------------------------------------------------
 
 
