@@ -76,6 +76,8 @@ class Report:
     started: str
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    stage_s: float = 0.0
+    stage_reused: bool = False
     designs: list[DesignResult] = field(default_factory=list)
     cases: list[bench.Case] = field(default_factory=list)
     queries: list[QueryResult] = field(default_factory=list)
@@ -94,7 +96,9 @@ def bench_search(
     client = connect(settings.clickhouse_dsn)
     client.set_client_setting("use_query_condition_cache", 0)
     report = Report(events, repeat, datetime.now(UTC).isoformat(timespec="seconds"), os.getloadavg())
-    stage, batches = stage_events(client, events, seed, settings.sink_batch_events, progress)
+    started = time.perf_counter()
+    stage, batches, report.stage_reused = stage_events(client, events, seed, settings.sink_batch_events, progress)
+    report.stage_s = time.perf_counter() - started
     columns = events_table().columns
     layouts = {}
     for design in chosen:
@@ -137,9 +141,9 @@ def _design(name: str) -> bench.Design:
 
 def stage_events(
     client: Client, events: int, seed: int, batch_rows: int, progress: Callable[[str], None] | None
-) -> tuple[str, int]:
-    """The staging table of `events` generated events (reused when a previous run staged the same), and its
-    number of batches."""
+) -> tuple[str, int, bool]:
+    """The staging table of `events` generated events, its number of batches, and whether a previous run had
+    staged the same events already (they are reused)."""
     table = f"{STAGE_DATABASE}.events_{events}_{seed}"
     batches = -(-events // batch_rows)
     exists = call(
@@ -150,7 +154,7 @@ def stage_events(
         ).result_rows[0][0],
     )
     if exists and client.query(f"SELECT count(), max(batch) + 1 FROM {table}").result_rows[0] == (events, batches):
-        return table, batches
+        return table, batches, True
     _create_stage(client, table)
     spec = events_table()
     pending: list[dict[str, Any]] = []
@@ -174,7 +178,7 @@ def stage_events(
                     progress(f"staged {written:,}/{events:,} generated events ({rate:,.0f}/s)")
     if pending:
         _stage_batch(client, table, spec.columns, spec.to_columns(pending), batch)
-    return table, batches
+    return table, batches, False
 
 
 def _create_stage(client: Client, table: str) -> None:
@@ -222,9 +226,10 @@ def format_report(report: Report) -> str:
     def ratio(value: float, reference: float | None) -> str:
         return f"{value / reference:.2f}x" if reference else "-"
 
+    staged = "reused from an earlier run" if report.stage_reused else f"generated in {report.stage_s:,.0f}s"
     lines = [
-        f"{report.events:,} events, {report.repeat} runs per query (p99 of fewer than 100 runs is the slowest), "
-        f"load average {report.load_before[0]:.1f} before and {report.load_after[0]:.1f} after",
+        f"{report.events:,} events ({staged}), {report.repeat} runs per query (p99 of fewer than 100 runs is the "
+        f"slowest), load average {report.load_before[0]:.1f} before and {report.load_after[0]:.1f} after",
         "",
         format_table(
             [
