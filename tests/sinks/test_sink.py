@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 
 from schemas import Codec
@@ -214,3 +215,33 @@ def test_batches_are_bounded_by_bytes(settings, topics, clickhouse, real_records
 
     assert sum(writes) == 200 and len(writes) >= 4
     assert _count(clickhouse, settings) == 200
+
+
+class FlakyClickHouse:
+    """A client whose first inserts into `events` fail as if the server were unreachable; the rest pass through."""
+
+    def __init__(self, client, failures):
+        self._client = client
+        self.failures = failures
+
+    def insert(self, table, *args, **kwargs):
+        if table.endswith(".events") and self.failures:
+            self.failures -= 1
+            raise OperationalError("connection refused")
+        return self._client.insert(table, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_an_unavailable_clickhouse_is_retried_until_the_rows_land_once(settings, topics, clickhouse, real_records):
+    codec = Codec.of("Event")
+    _produce(settings, topics, [codec.encode(enrich(json.dumps(r), CTX)) for r in real_records[:100]])
+    flaky = FlakyClickHouse(clickhouse, failures=2)
+
+    with RunningSink(settings, topics, flaky) as running:
+        wait_drained(settings, topics, settings.sink_group, settings.topic_events)
+
+    assert running.error is None and flaky.failures == 0
+    assert _count(clickhouse, settings, final=False) == 100
+    assert read_to_end(settings, topics, settings.topic_dlq) == []
