@@ -135,11 +135,16 @@ def cases(client: Client, stage: str, limit: int) -> list[Case]:
     ]
 
 
-def run_search(client: Client, layout: Layout, design: Design, case: Case, limit: int) -> tuple[float, int]:
-    """One search as `trailhouse search PATTERN` runs it: (milliseconds, events returned)."""
+def run_search(
+    client: Client, layout: Layout, design: Design, case: Case, limit: int, *, with_record: bool
+) -> tuple[float, int]:
+    """One search as `trailhouse search PATTERN` runs it (`with_record`: as `--format json|csv` runs it):
+    (milliseconds, events returned)."""
     query = SearchQuery(parse_query(case.pattern))
     started = time.perf_counter()
-    found = search(client, layout.database, query, limit=limit, number_index=design.number_index)
+    found = search(
+        client, layout.database, query, limit=limit, with_record=with_record, number_index=design.number_index
+    )
     return (time.perf_counter() - started) * 1000, len(found)
 
 

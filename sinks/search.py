@@ -15,10 +15,11 @@ How a search finds its rows fast (measured with `trailhouse bench search`, see N
 - a free term holding 12 or more digits in a row (an account number) is looked up in the text index of the
   `search_numbers` column (every 12-digit window of every long digit run of the record, sinks/migrations.py);
   a term that is just 12 digits is answered by the index alone, anything longer is re-checked with LIKE;
-- newest first without depending on merges: the newest matching row keys are found without FINAL (cheap: the
-  engine reads only the key columns of the matching rows), then exactly those rows are read with FINAL and the
-  query's conditions re-applied, so each event shows once, as its newest copy. Exact: if copies that did not
-  survive FINAL leave fewer rows than asked, the first step is repeated with a larger limit.
+- newest first without depending on merges, and without FINAL over the whole table: the keys of the newest
+  matching rows are found first (the engine reads only key columns, of matching rows), then exactly those events
+  are read by key and the newest copy of each kept, as FINAL would. An event matches when its newest copy does:
+  copies share the record, so only conditions on the per-copy columns (`COPY_COLUMNS`) are checked again, and if
+  that leaves fewer events than asked, the first step looks further. `count` uses FINAL, the same rule.
 """
 
 from __future__ import annotations
@@ -162,49 +163,74 @@ def glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
-def where_clause(query: SearchQuery, *, number_index: bool = True) -> tuple[str, dict[str, Any]]:
+def where_clause(
+    query: SearchQuery, *, number_index: bool = True, columns: frozenset[str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """The WHERE clause (without the keyword) and its parameters; '1' when there is no condition.
 
     `number_index` says the table has the `search_numbers` column (every trailhouse table does; the benchmark
-    also measures designs without it).
+    also measures designs without it). `columns`, when given, keeps only the conditions on those columns.
     """
-    conditions: list[str] = []
-    params: dict[str, Any] = {}
+    conditions = [(column, sql) for column, sql in _conditions(query, number_index)]
+    params = _parameters(query, number_index)
+    kept = [sql for column, sql in conditions if columns is None or column in columns]
+    return (" AND ".join(kept) or "1"), params
+
+
+def _conditions(query: SearchQuery, number_index: bool) -> list[tuple[str, str]]:
+    """(column, SQL condition) of every term and filter; parameters are named as in `_parameters`."""
+    out: list[tuple[str, str]] = []
     operator = "ILIKE" if query.case_insensitive else "LIKE"
     for index, term in enumerate(query.terms):
         name = f"p{index}"
         windows = number_windows(term) if number_index and not term.negated else None
         if windows is not None:
-            conditions += [f"has(search_numbers, {{{name}_{i}:String}})" for i in range(len(windows))]
-            params |= {f"{name}_{i}": window for i, window in enumerate(windows)}
+            out += [("record", f"has(search_numbers, {{{name}_{i}:String}})") for i in range(len(windows))]
             if is_exact_number(term):
                 continue  # the index alone answers it
         if term.column == "record":
-            params[name] = f"%{glob_to_like(term.pattern)}%"
             condition = f"record {operator} {{{name}:String}}"
         elif term.column in _ARRAY_COLUMNS:
-            params[name] = glob_to_like(term.pattern)
             condition = f"arrayExists(x -> x {operator} {{{name}:String}}, {term.column})"
         else:
-            params[name] = glob_to_like(term.pattern)
             column = term.column if term.column in _TEXT_COLUMNS else f"ifNull(toString({term.column}), '')"
             condition = f"{column} {operator} {{{name}:String}}"
-        conditions.append(f"NOT ({condition})" if term.negated else condition)
-    for column, values, name in (
-        ("recipient_account_id", query.accounts, "accounts"),
-        ("aws_region", query.regions, "regions"),
-        ("source_id", query.sources, "sources"),
-    ):
-        if values:
-            params[name] = list(values)
-            conditions.append(f"{column} IN {{{name}:Array(String)}}")
+        out.append((term.column, f"NOT ({condition})" if term.negated else condition))
+    for column, values, name in _FILTERS:
+        if getattr(query, values):
+            out.append((column, f"{column} IN {{{name}:Array(String)}}"))
+    if query.since is not None:
+        out.append(("event_time", "event_time >= {since:DateTime64(3, 'UTC')}"))
+    if query.until is not None:
+        out.append(("event_time", "event_time < {until:DateTime64(3, 'UTC')}"))
+    return out
+
+
+_FILTERS = (
+    ("recipient_account_id", "accounts", "accounts"),
+    ("aws_region", "regions", "regions"),
+    ("source_id", "sources", "sources"),
+)
+
+
+def _parameters(query: SearchQuery, number_index: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for index, term in enumerate(query.terms):
+        name = f"p{index}"
+        windows = number_windows(term) if number_index and not term.negated else None
+        params |= {f"{name}_{i}": window for i, window in enumerate(windows or ())}
+        if windows is not None and is_exact_number(term):
+            continue
+        like = glob_to_like(term.pattern)
+        params[name] = f"%{like}%" if term.column == "record" else like
+    for _, values, name in _FILTERS:
+        if getattr(query, values):
+            params[name] = list(getattr(query, values))
     if query.since is not None:
         params["since"] = query.since
-        conditions.append("event_time >= {since:DateTime64(3, 'UTC')}")
     if query.until is not None:
         params["until"] = query.until
-        conditions.append("event_time < {until:DateTime64(3, 'UTC')}")
-    return (" AND ".join(conditions) or "1"), params
+    return params
 
 
 _DIGIT_RUN = re.compile(r"[0-9]{12,}")
@@ -222,8 +248,8 @@ def number_windows(term: Term) -> list[str] | None:
     windows: list[str] = []
     for fragment in re.split(r"[*?]", term.pattern):
         for run in _DIGIT_RUN.findall(fragment):
-            windows += [w for w in (run[:NUMBER_WINDOW], run[-NUMBER_WINDOW:]) if w not in windows]
-    return windows or None
+            windows += [run[:NUMBER_WINDOW], run[-NUMBER_WINDOW:]]
+    return list(dict.fromkeys(windows)) or None
 
 
 def is_exact_number(term: Term) -> bool:
@@ -265,22 +291,35 @@ RESULT_COLUMNS = (
 )
 
 
+# Columns whose value can differ between stored copies of one event: the pipeline sets them per log file read,
+# not from the record (the same record read from two sources, or twice). Every other column comes from the record.
+COPY_COLUMNS = frozenset({"source_id", "object_key", "ingest_time"})
+_KEYS = "(recipient_account_id, event_time, event_id)"  # the ReplacingMergeTree key: copies of an event share it
+_KEY_SET = (
+    "(SELECT tupleElement(k, 1), fromUnixTimestamp64Milli(tupleElement(k, 2), 'UTC'), tupleElement(k, 3) "
+    "FROM (SELECT arrayJoin({k_keys:Array(Tuple(String, Int64, String))}) AS k))"
+)
+
+
 def search(
     client: Client,
     database: str,
     query: SearchQuery,
     *,
     limit: int,
+    with_record: bool = True,
     table: str = "events",
     number_index: bool = True,
 ) -> list[dict[str, Any]]:
-    """Matching events, newest first, each once, with `RESULT_COLUMNS` and the original `record` text."""
+    """Matching events, newest first, each once as its newest copy, with `RESULT_COLUMNS` (and `record`)."""
     where, params = where_clause(query, number_index=number_index)
+    per_copy, _ = where_clause(query, number_index=number_index, columns=COPY_COLUMNS)
     source = f"{database}.{table}"
-    columns = ", ".join((*RESULT_COLUMNS, "record"))
+    columns = ", ".join((*RESULT_COLUMNS, "record") if with_record else RESULT_COLUMNS)
     candidates = limit
     while True:
-        # 1. Keys of the newest matching rows, from any stored copy (WITH TIES: every row as new as the last one).
+        # 1. Keys of the newest matching rows, from any stored copy (WITH TIES: every row as new as the last one,
+        #    so all the copies of an event come together).
         keys_sql = (
             f"SELECT recipient_account_id, toUnixTimestamp64Milli(event_time), event_id FROM {source} "
             f"WHERE {where} ORDER BY event_time DESC LIMIT {int(candidates)} WITH TIES"
@@ -288,22 +327,14 @@ def search(
         keys = call("search events", lambda sql=keys_sql: client.query(sql, parameters=params).result_rows)
         if not keys:
             return []
-        # 2. Those rows as they are after FINAL, still matching: the same event once, as its newest copy.
+        # 2. The newest copy of each, if it still matches. Only conditions on columns that differ between copies
+        #    need checking again: every copy holds the same record.
         rows_sql = (
-            f"SELECT {columns} FROM {source} FINAL "
-            "WHERE recipient_account_id IN {k_accounts:Array(String)} "
-            "AND event_time >= fromUnixTimestamp64Milli({k_since:Int64}, 'UTC') "
-            "AND event_time <= fromUnixTimestamp64Milli({k_until:Int64}, 'UTC') "
-            f"AND event_id IN {{k_ids:Array(String)}} AND {where} "
-            f"ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
+            f"SELECT {columns} FROM (SELECT {columns}, ingest_time, object_key FROM {source} "
+            f"WHERE {_KEYS} IN {_KEY_SET} ORDER BY event_time DESC, event_id, ingest_time DESC LIMIT 1 BY {_KEYS}) "
+            f"WHERE {per_copy} ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
         )
-        key_params = {
-            "k_accounts": sorted({k[0] for k in keys}),
-            "k_since": min(k[1] for k in keys),
-            "k_until": max(k[1] for k in keys),
-            "k_ids": sorted({k[2] for k in keys}),
-        }
-        rows_params = params | key_params
+        rows_params = params | {"k_keys": [tuple(key) for key in dict.fromkeys(map(tuple, keys))]}
         result = call("search events", lambda sql=rows_sql, p=rows_params: client.query(sql, parameters=p))
         if len(result.result_rows) >= limit or len(keys) < candidates:
             return [{k: utc(v) for k, v in zip(result.column_names, row, strict=True)} for row in result.result_rows]

@@ -224,7 +224,7 @@ def search(
     if count_only:
         print(engine.count(client, settings.clickhouse_database, query), file=out)
         return 0
-    events = engine.search(client, settings.clickhouse_database, query, limit=limit)
+    events = engine.search(client, settings.clickhouse_database, query, limit=limit, with_record=output != "table")
     if output == "json":
         for event in events:
             out.write(_json_line(event))

@@ -23,7 +23,7 @@ def test_bench_search_reports_figures_and_json(tmp_path):
         (design, case, kind)
         for design in ("scan", "numbers")
         for case in ("hit-busy", "hit-rare", "miss")
-        for kind in ("search", "count")
+        for kind in ("search", "json", "count")
     }
     assert all(len(q["runs_ms"]) == 2 and q["p50_ms"] > 0 for q in report["queries"])
     assert not report["stage_reused"]
