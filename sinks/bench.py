@@ -18,7 +18,7 @@ from sinks.ddl import Layout, alter_storage
 from sinks.migrations import migrate
 from sinks.search import SearchQuery, count, parse_query, search
 
-BEFORE_SEARCH_DESIGN = 2  # the last migration before `search_numbers` (migration 3)
+BEFORE_SEARCH_DESIGN = 3  # the last migration before `search_numbers` (migration 4)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from trailhouse.kafka import consumer_options, producer_options, translate
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+REPLAY_WAIT_S = 30.0  # how long the re-read of a crashed batch may take before its time bound applies again
 _BATCH_COLUMNS = ("sink_group", "topic", "partition", "first_offset", "last_offset")
 
 
@@ -129,7 +130,14 @@ class Sink:
         return len(batch.records) >= s.sink_batch_events or batch.size_bytes >= s.sink_batch_bytes
 
     def _is_due(self, batch: PartitionBatch) -> bool:
-        return self._is_full(batch) or time.monotonic() - batch.started >= self._settings.sink_batch_seconds
+        """Full, or old enough; a batch re-forming a crashed one waits for its last offset instead of its age."""
+        if self._is_full(batch):
+            return True
+        age = time.monotonic() - batch.started
+        replay = self._replays.get((batch.topic, batch.partition))
+        if replay is not None and replay[0] == batch.first_offset:
+            return age >= max(REPLAY_WAIT_S, self._settings.sink_batch_seconds)
+        return age >= self._settings.sink_batch_seconds
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Learn the batches a previous owner of these partitions was writing (see the module docstring)."""

@@ -47,10 +47,6 @@ def events_table() -> TableSpec:
     return _spec("events", "Event")
 
 
-def sources_table() -> TableSpec:
-    return _spec("sources", "SourceState")
-
-
 # (Settings field naming the topic, table, Avro record name), for every topic the sink writes to ClickHouse.
 SINK_TOPICS: tuple[tuple[str, str, str], ...] = (
     ("topic_events", "events", "Event"),

@@ -114,6 +114,7 @@ def settings(tmp_path: Path, unique: str, s3_endpoint: str) -> Settings:
         topic_events=f"events-{unique}",
         topic_dlq=f"dlq-{unique}",
         topic_alerts=f"alerts-{unique}",
+        topic_sources=f"sources-{unique}",
         topic_registry=f"registry-{unique}",
         topic_checkpoints=f"checkpoints-{unique}",
         worker_group=f"worker-{unique}",

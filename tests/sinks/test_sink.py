@@ -70,6 +70,11 @@ class CrashesBeforeItsFirstCommit(Sink):
         raise Crash(f"killed after inserting {batch.token}")
 
 
+def _stop_merges(client, settings):
+    """A merge would collapse duplicate rows and hide them from `_count(final=False)`."""
+    client.command(f"SYSTEM STOP MERGES {settings.clickhouse_database}.events")
+
+
 def _count(client, settings, final=True):
     table = f"{settings.clickhouse_database}.events" + (" FINAL" if final else "")
     return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
@@ -118,6 +123,7 @@ def test_an_empty_topic_commits_nothing_and_stops_promptly(settings, topics, cli
 
 
 def test_a_crash_between_insert_and_commit_inserts_nothing_twice(settings, topics, clickhouse, real_records):
+    _stop_merges(clickhouse, settings)
     codec = Codec.of("Event")
     _produce(settings, topics, [codec.encode(enrich(json.dumps(r), CTX)) for r in real_records[:300]])
 
@@ -135,7 +141,33 @@ def test_a_crash_between_insert_and_commit_inserts_nothing_twice(settings, topic
     assert _count(clickhouse, settings) == 300
 
 
+class SeesTheClockAfterEveryMessage(Sink):
+    """Checks the batches' time bound after every message, as when messages trickle in slower than the bound."""
+
+    def _add(self, message):
+        super()._add(message)
+        self._flush(self._is_due)
+
+
+def test_a_crashed_batch_read_back_slowly_is_still_written_as_the_same_batch(
+    settings, topics, clickhouse, real_records
+):
+    _stop_merges(clickhouse, settings)
+    codec = Codec.of("Event")
+    _produce(settings, topics, [codec.encode(enrich(json.dumps(r), CTX)) for r in real_records[:300]])
+    with RunningSink(settings, topics, clickhouse, CrashesBeforeItsFirstCommit) as crashed:
+        _wait(lambda: crashed.error is not None, "the injected crash")
+    assert isinstance(crashed.error, Crash)
+
+    impatient = settings.with_(sink_batch_seconds=0.0)  # without the replay rule, every message would be a batch
+    with RunningSink(impatient, topics, clickhouse, SeesTheClockAfterEveryMessage):
+        wait_drained(impatient, topics, impatient.sink_group, impatient.topic_events)
+
+    assert _count(clickhouse, settings, final=False) == 300
+
+
 def test_the_same_batch_inserted_twice_is_absorbed(settings, clickhouse, real_records):
+    _stop_merges(clickhouse, settings)
     spec = events_table()
     columns = spec.to_columns([enrich(json.dumps(r), CTX) for r in real_records[:100]])
     table = f"{settings.clickhouse_database}.events"
