@@ -12,7 +12,7 @@ from sinks.ddl import Layout
 from sinks.migrations import MIGRATIONS, applied_versions, migrate
 from sinks.retention import apply_retention, current_ttls
 from sinks.search import SearchQuery, count, parse_query, search
-from sinks.tables import events_table
+from sinks.tables import events_table, sink_tables
 from streams.enrich import FileContext, enrich
 
 CTX = FileContext("cloudtrail-218007301253-us-east-1", "k", "218007301253", "us-east-1", 1_800_000_000_000)
@@ -49,6 +49,18 @@ def test_from_empty_every_table_and_view_is_created_once(empty):
         "errors_by_api": "View",
     }
     assert applied_versions(client, layout) == set(range(1, LATEST + 1))
+
+
+def test_every_sunk_topic_has_a_table_with_a_column_for_each_field_of_its_schema(empty, settings):
+    client, layout = empty
+    migrate(client, layout)
+    for topic, spec in sink_tables(settings).items():
+        rows = client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+            parameters={"db": layout.database, "t": spec.table},
+        ).result_rows
+        missing = set(spec.columns) - {name for (name,) in rows}
+        assert not missing, f"{topic} -> {spec.table}: no column for {sorted(missing)}; add them in a migration"
 
 
 def test_from_a_previous_version_the_data_stays_and_becomes_searchable_the_new_way(empty, real_records):

@@ -97,6 +97,20 @@ def test_results_are_newest_first_with_the_original_record(loaded):
     assert rows[0]["event_time"] == datetime(2023, 7, 10, 13, 0, 1, tzinfo=UTC)
 
 
+def test_a_page_spanning_several_days_is_the_newest_events_in_order(clickhouse, settings, real_records):
+    newest = datetime(2023, 7, 10, 13, tzinfo=UTC)
+    events = [
+        enrich(json.dumps(r | {"eventTime": f"{newest - timedelta(hours=7 * i):%Y-%m-%dT%H:%M:%SZ}"}), CTX)
+        for i, r in enumerate(real_records[:20])
+    ]
+    spec = events_table()
+    insert(clickhouse, f"{settings.clickhouse_database}.events", spec.columns, spec.to_columns(events[::-1]))
+
+    found = search(clickhouse, settings.clickhouse_database, SearchQuery(parse_query("*")), limit=10)
+
+    assert [e["event_id"] for e in found] == [e["event_id"] for e in events[:10]]  # 4 from the newest day, 6 before
+
+
 @pytest.mark.parametrize(
     ("query", "literal"),
     [
