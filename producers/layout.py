@@ -83,3 +83,30 @@ def account_prefix(account: str, *, prefix: str = "", org_id: str | None = None)
     head = f"{prefix}/" if prefix else ""
     org = f"{org_id}/" if org_id else ""
     return f"{head}AWSLogs/{org}{account}/"
+
+
+def file_name(key: str) -> str:
+    """The last part of a key: unique within its region's folder, since it carries account, region and time."""
+    return key.rsplit("/", 1)[-1]
+
+
+def delivered_at(key: str) -> datetime | None:
+    """The delivery time in a key's file name; None when the name carries none."""
+    return _name_time(file_name(key))
+
+
+def key_at(lane_prefix: str, moment: datetime) -> str:
+    """The key of the first file a lane (`region_prefix(...)`) can hold delivered at `moment` or after: a string
+    that sorts before every such key and after every key of an earlier day, to start a listing from.
+
+    File names begin with `<account>_<kind>_<region>_<time>` (digest files have the trail's name between region
+    and time), so within a day folder the names of one region sort by time; the day folder is enough to skip
+    every earlier day, and within the day the name prefix skips earlier minutes of log and Insights files.
+    """
+    parts = lane_prefix.rstrip("/").split("/")
+    account, kind, region = parts[-3], parts[-2], parts[-1]
+    moment = moment.astimezone(UTC)
+    day = moment.strftime("%Y/%m/%d")
+    if kind == FileKind.DIGEST.value:
+        return f"{lane_prefix}{day}/"
+    return f"{lane_prefix}{day}/{account}_{kind}_{region}_{moment.strftime('%Y%m%dT%H%M')}"

@@ -7,6 +7,7 @@ crash re-publishes files (at-least-once) and never skips one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from trailhouse.errors import KafkaUnavailable
 from trailhouse.kafka import producer_options, translate
 
 FLUSH_TIMEOUT_S = 60.0
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class RawPublisher:
         self._raw = Codec.of("RawBatch")
         self._dead = Codec.of("DeadLetter")
         self._checkpoint = Codec.of("Checkpoint")
+        self._insight = Codec.of("Insight")
         self._failures: list[str] = []
         self.queued_bytes = 0  # produced since the last flush
 
@@ -63,7 +66,11 @@ class RawPublisher:
             raise translate(exc, f"produce to {topic}") from exc
         self._producer.poll(0)
 
-    def publish_file(self, ref: FileRef, chunks: list[list[str]], ingest_time: datetime) -> None:
+    def insight(self, record: dict[str, Any]) -> None:
+        """Queue an `Insight` record (schemas.records.insight) on the insights topic, keyed by its source id."""
+        self._produce(self._settings.topic_insights, record["source_id"], self._insight.encode(record))
+
+    def publish_file(self, ref: FileRef, chunks: Sequence[list[str]], ingest_time: datetime) -> None:
         for index, records in enumerate(chunks):
             value = self._raw.encode(
                 {
@@ -80,11 +87,21 @@ class RawPublisher:
                 }
             )
             self._produce(self._settings.topic_raw, ref.source_id, value)
+            if self.queued_bytes >= MAX_QUEUED_BYTES:
+                self.flush()  # a big file's chunks wait for Kafka a batch at a time, not all in memory
 
     def dead_letter(
-        self, ref: FileRef, *, reason: str, kind: str, payload: bytes, when: datetime, location: str = ""
+        self,
+        ref: FileRef,
+        *,
+        reason: str,
+        kind: str,
+        payload: bytes,
+        when: datetime,
+        location: str = "",
+        payload_size: int | None = None,
     ) -> None:
-        value = self._dead.encode(
+        self.dead_letter_record(
             dead_letter(
                 source_id=ref.source_id,
                 stage="poll",
@@ -93,9 +110,13 @@ class RawPublisher:
                 location=location or ref.location,
                 payload=payload,
                 when=when,
+                payload_size=payload_size,
             )
         )
-        self._produce(self._settings.topic_dlq, ref.source_id, value)
+
+    def dead_letter_record(self, record: dict[str, Any]) -> None:
+        """Queue a `DeadLetter` record (schemas.records.dead_letter); keyed by its source id."""
+        self._produce(self._settings.topic_dlq, record["source_id"], self._dead.encode(record))
 
     def checkpoint(self, record: dict[str, Any]) -> None:
         """Queue a checkpoint; it is delivered with the next flush (the checkpoint topic is compacted)."""

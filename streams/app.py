@@ -3,10 +3,11 @@
 Topology:
     cloudtrail.raw ─┐                           ┌─▶ cloudtrail.events   (enriched, duplicates dropped)
                     ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
-    trailhouse.checkpoints (poll outcomes) ─┘   └─▶ cloudtrail.sources  (SourceState, on every change)
-    tables: event-ids (de-dup window), source-state (per source), source-view (global copy for /sources/)
+    trailhouse.checkpoints (poll outcomes) ─┘   ├─▶ cloudtrail.sources  (SourceState, on every change)
+                                                └─▶ cloudtrail.insights (Insight Start/End, streams/insights.py)
+    tables: event-ids (de-dup window), source-state (per source), insight-sources + insight-apis (detector)
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
-    web:   GET /sources/  all sources;  GET /sources/{id}/  routed to the worker that owns the source
+    web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
 The agent handles one log-file chunk per message and sends that chunk's results before it takes the next message:
 Faust commits a `cloudtrail.raw` offset only after the agent moved past it, so every event is acknowledged by
@@ -20,8 +21,10 @@ source's chunks, poll outcomes and state live on the same partition and worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any
 
 import faust
@@ -30,16 +33,24 @@ from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
+from streams.health import observe_worker
 from streams.highwaters import use_exact_highwaters
+from streams.insights import Sensitivity, add_events, observe, to_avro
+from streams.insights import new_state as new_detector_state
+from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from trailhouse.config import Settings
+from trailhouse.kafka import start_group_at_beginning
+from trailhouse.security import faust_options, kafka_security
 
 _EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
 _STATE = Codec.of("SourceState")
 _CHECKPOINT = Codec.of("Checkpoint")
+_INSIGHT = Codec.of("Insight")
 
 SILENT_SOURCES_EVERY_S = 30.0
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
@@ -58,19 +69,35 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.rebalance_timeout / 4),
+        # Faust's web server serves the table views (/sources/, routed between workers); /healthz and /metrics
+        # come from streams/health.py, as in the other stages, because Faust's starts only after table recovery.
         web_enabled=True,
         web_port=web_port,
         web_bind=settings.worker_web_bind,
         canonical_url=f"http://{settings.worker_web_host}:{web_port}",
+        **faust_options(kafka_security(settings)),
     )
     window = timedelta(seconds=settings.dedup_window)
     online_window_ms = int(settings.online_window * 1000)
-    inputs = app.topic(settings.topic_raw, settings.topic_checkpoints, key_serializer="raw", value_serializer="raw")
+    input_topics = (settings.topic_raw, settings.topic_checkpoints)
+    inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
     # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
     # the previous window, i.e. within at least `dedup_window` and at most twice that.
     seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
     states = app.Table("source-state", default=None, use_partitioner=True)
-    view = app.GlobalTable("source-view", default=None, use_partitioner=True)
+    # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
+    # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
+    detector_heads = app.Table("insight-sources", default=None)
+    detector_apis = app.Table("insight-apis", default=None)
+    sensitivity = Sensitivity(
+        min_volume=settings.insights_min_volume,
+        ratio=settings.insights_ratio,
+        z=settings.insights_z,
+        p_value=settings.insights_p_value,
+        min_history_minutes=int(settings.insights_min_history // 60),
+        lateness_minutes=int(settings.insights_lateness // 60),
+        end_after=settings.insights_end_after,
+    )
 
     async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
         return [await app.producer.send(topic, key, value, None, None, None) for value in values]
@@ -79,20 +106,24 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         """Update the tables and send the SourceState; returns the delivery to await with the chunk's others."""
         state = dict(state, partition=partition)
         states[source_id] = state
-        record = to_record(state, now)
-        view[source_id] = record
-        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(record)])
+        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
 
     def state_of(source_id: str, now: int) -> dict[str, Any]:
         return states.get(source_id) or new_state(source_id, now)
 
-    def drop_duplicates(result: BatchResult) -> tuple[list[dict[str, Any]], int]:
+    def drop_duplicates(result: BatchResult, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Events whose id was not seen within the window in another message (the table keeps, per id, the
+        raw message that first carried it, + 1: a chunk read again after a crash or a rebalance is not its own
+        duplicate, so replays never lose events that the first attempt had not delivered)."""
+        mark = offset + 1
         fresh = []
         for event in result.events:
             window_of_id = seen[event["event_id"]]
-            if window_of_id.current() or window_of_id.delta(window):
+            first = window_of_id.current() or window_of_id.delta(window)
+            if first and first != mark:
                 continue
-            seen[event["event_id"]] = 1
+            if not first:
+                seen[event["event_id"]] = mark
             fresh.append(event)
         return fresh, len(result.events) - len(fresh)
 
@@ -101,13 +132,40 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         now = int(moment.timestamp() * 1000)
         raw = message.message
         result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
-        events, duplicates = drop_duplicates(result)
+        events, duplicates = drop_duplicates(result, raw.offset)
         key = result.source_id.encode()
         deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
         deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
+        store_detector = None
         if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source
             deliveries += await update_source(result, events, duplicates, raw.partition, now)
+            insights, store_detector = detect(result.source_id, events, raw.offset)
+            deliveries += await send(settings.topic_insights, key, (_INSIGHT.encode(i) for i in insights))
         await asyncio.gather(*deliveries)
+        if store_detector is not None:
+            store_detector()  # only once its insights are in Kafka: a replay of this chunk re-emits them
+
+    def detect(source_id: str, events: list[dict[str, Any]], offset: int) -> tuple[list[dict[str, Any]], Any]:
+        """Run the detector on a chunk; return its insights and how to store the detector's new state."""
+        head = detector_heads.get(source_id)
+        if head is not None and offset <= head["applied"]:
+            return [], None  # read again after a restart: this chunk's insights went out with its first pass
+        state = new_detector_state()
+        if head is not None:
+            state.update(watermark=head["watermark"], open=head["open"], late=head["late"])
+            stored = ((k, detector_apis.get(f"{source_id}|{k}")) for k in head["apis"])
+            state["apis"] = {k: api for k, api in stored if api is not None}
+        emitted = add_events(state, (o for o in map(observe, events) if o is not None), source_id, sensitivity)
+
+        def store() -> None:
+            apis = state.pop("apis")
+            detector_heads[source_id] = dict(state, apis=sorted(apis), applied=offset)
+            for api_key, api in apis.items():
+                detector_apis[f"{source_id}|{api_key}"] = api
+            for forgotten in set(head["apis"] if head else ()) - set(apis):
+                del detector_apis[f"{source_id}|{forgotten}"]
+
+        return [to_avro(r, source_id) for r in emitted.records], store
 
     async def update_source(
         result: BatchResult, events: list[dict[str, Any]], duplicates: int, partition: int, now: int
@@ -130,13 +188,31 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         state = evaluate(apply_poll(state_of(source_id, now), checkpoint), now, online_window_ms)
         await asyncio.gather(*await store_state(source_id, state, message.message.partition, now))
 
+    guard = StallGuard()
+    app.sensors.add(RebalanceWatch(guard))
+
+    @app.timer(interval=1.0)
+    async def deliver_stranded_messages() -> None:
+        """See streams/stall.py: re-seek when Faust dropped messages fetched while its flow was suspended."""
+        actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
+        ends = {(tp.topic, tp.partition): app.consumer.highwater(tp) or 0 for tp in actives}
+        known = getattr(app.consumer, "_committed_offset", {})  # Faust's own record of its last commit
+        committed = {(tp.topic, tp.partition): known.get(tp) or 0 for tp in actives}
+        if guard.should_seek(ends, committed, monotonic()):
+            log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
+            await app.consumer.perform_seek()
+
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
         async for message in stream.events():
-            if message.message.topic == settings.topic_checkpoints:
-                await on_poll_outcome(message)
-            else:
-                await on_chunk(message)
+            guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
+            try:
+                if message.message.topic == settings.topic_checkpoints:
+                    await on_poll_outcome(message)
+                else:
+                    await on_chunk(message)
+            finally:
+                guard.done(monotonic())
 
     @app.timer(interval=SILENT_SOURCES_EVERY_S)
     async def reevaluate_silent_sources() -> None:
@@ -152,8 +228,12 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
 
     @app.page("/sources/")
     class AllSources(View):
+        """The sources this worker holds: its own and the standby copies of others' (all of them with two
+        workers and one standby replica). `trailhouse sources status` reads every source from ClickHouse."""
+
         async def get(self, request: Request) -> Response:
-            return self.json({key: value for key, value in view.items() if value})
+            now = now_ms()
+            return self.json({key: to_record(state, now) for key, state in states.items() if state})
 
     @app.page("/sources/{source_id}/")
     class OneSource(View):
@@ -167,11 +247,25 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     return app
 
 
+class RebalanceWatch(faust.Sensor):
+    """Tells the stall guard when a rebalance (with its table recovery) is over."""
+
+    def __init__(self, guard: StallGuard) -> None:
+        super().__init__()
+        self._guard = guard
+
+    def on_rebalance_end(self, app: faust.types.AppT, state: dict[str, Any]) -> None:
+        self._guard.rebalanced(monotonic())
+
+
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
-    if settings.embedded_kafka:
-        use_exact_highwaters(settings, bootstrap)
+    use_exact_highwaters(settings, bootstrap)
+    start_group_at_beginning(
+        settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
+    )
     app = build_app(settings, bootstrap, web_port=web_port)
+    observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
     worker.execute_from_commandline()

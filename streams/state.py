@@ -52,6 +52,7 @@ def new_state(source_id: str, now_ms: int) -> State:
         "last_error": None,
         "last_error_time": None,
         "poll_failing": False,
+        "poll_dead_letters": 0,  # the poller's dead-letter counter, as of its last checkpoint
         "minutes": {},  # ingest minute (epoch ms) -> events, for the last hour
         "lags_s": [],  # the last LAG_SAMPLES (ingest time - event time), seconds
     }
@@ -79,9 +80,16 @@ def apply_chunk(state: State, chunk: ChunkSummary) -> State:
 
 
 def apply_poll(state: State, checkpoint: dict[str, Any]) -> State:
-    """Merge a poller checkpoint: a poll that failed sets ERROR until a later one succeeds."""
+    """Merge a poller checkpoint: a poll that failed sets ERROR until a later one succeeds; files and records the
+    poller dead-lettered (its `dead_letters` counter grew) count as errors, with the last reason, without ERROR."""
     s = dict(state)
     poll_time = _ms(checkpoint["last_poll_time"])
+    dead, seen = checkpoint.get("dead_letters") or 0, s.get("poll_dead_letters", 0)
+    if dead > seen:
+        s["dead_letters_total"] += dead - seen
+        s["last_error"] = checkpoint.get("last_dead_letter") or s["last_error"]
+        s["last_error_time"] = poll_time
+    s["poll_dead_letters"] = dead
     if s["last_poll_time"] is not None and poll_time <= s["last_poll_time"]:
         return s  # an older outcome, read again after a restart
     s["last_poll_time"] = poll_time

@@ -19,6 +19,11 @@ from trailhouse.embedded import EmbeddedKafka
 from trailhouse.embedded_s3 import DEMO_CREDENTIALS, local_s3
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Stages serve /healthz and /metrics on fixed ports by default; several test sessions share this machine, so the
+# stages the tests start serve none unless a test gives them a free port.
+os.environ.setdefault("TRAILHOUSE_HTTP_PORT", "0")
+os.environ.setdefault("TRAILHOUSE_WORKER_WEB_PORT", "0")  # any free port: several workers and sessions share the host
 REAL_DATA_ACCOUNT = "218007301253"
 REAL_DATA_PREFIX = f"AWSLogs/{REAL_DATA_ACCOUNT}/CloudTrail/us-east-1/2023/07/10/"
 
@@ -117,7 +122,9 @@ def settings(tmp_path: Path, unique: str, s3_endpoint: str) -> Settings:
         topic_sources=f"sources-{unique}",
         topic_registry=f"registry-{unique}",
         topic_checkpoints=f"checkpoints-{unique}",
+        topic_insights=f"insights-{unique}",
         worker_group=f"worker-{unique}",
+        poll_group=f"poll-{unique}",
         sink_group=f"sink-{unique}",
         clickhouse_database=f"db_{unique}",
         s3_endpoint_url=s3_endpoint,

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from trailhouse import __version__, commands
 from trailhouse.config import CLICKHOUSE, KAFKA, POLL, S3, SINK, WORKER, Settings, add_setting_flags, settings_from_args
@@ -50,8 +51,37 @@ def _parser() -> argparse.ArgumentParser:
         help="with --once: seconds to wait for the worker and sink to catch up (default 1800)",
     )
 
-    poll = command("poll", "run the poller stage: S3 -> cloudtrail.raw", (KAFKA, S3, POLL))
-    poll.add_argument("--once", action="store_true", help="poll every source once and exit")
+    poll = command(
+        "poll",
+        "run the poller stage: S3 -> cloudtrail.raw; several pollers share the sources (consumer group poll_group)",
+        (KAFKA, S3, POLL),
+    )
+    poll.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every registered source once and exit (not shared: do not run it beside continuous pollers); "
+        "with --sqs-queue: read notifications until the queue is empty",
+    )
+    poll.add_argument(
+        "--since",
+        default=None,
+        metavar="WHEN",
+        help="backfill: sources without a checkpoint, or with an older one, start listing at files delivered at "
+        "WHEN (2026-01-01, an ISO time, or 30d); sources already past it go on from their checkpoint",
+    )
+    poll.add_argument(
+        "--until",
+        default=None,
+        metavar="WHEN",
+        help="backfill: stop at files delivered at WHEN; polls every source once, with progress, then exits",
+    )
+    poll.add_argument(
+        "--sqs-queue",
+        default=None,
+        metavar="URL",
+        help="SQS mode: collect the files S3 event notifications announce (direct, via SNS or EventBridge) instead "
+        "of listing; a message is deleted once its file is in Kafka",
+    )
     command("worker", "run the Faust worker stage: cloudtrail.raw -> cloudtrail.events", (KAFKA, WORKER))
     command("sink", "run the ClickHouse sink stage: cloudtrail.events -> ClickHouse", (KAFKA, CLICKHOUSE, SINK))
     migrate = command("migrate", "create or upgrade the ClickHouse tables, and apply --retention", (CLICKHOUSE,))
@@ -68,6 +98,27 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--bucket", required=True, help="s3://bucket-name, or file:///path of a local copy")
     add.add_argument("--prefix", default="", help="the trail's S3 key prefix (the part before AWSLogs/)")
     add.add_argument("--org-id", default=None, help="organization id (o-...) of an organization trail")
+    add.add_argument(
+        "--profile", default=None, help="AWS profile to read the bucket with (default credentials if unset)"
+    )
+    add.add_argument(
+        "--role-arn", default=None, help="IAM role to assume to read the bucket (cross-account collection)"
+    )
+    add.add_argument("--external-id", default=None, help="external id the role's trust policy requires")
+    apply = verbs.add_parser(
+        "apply", help="make the registry equal to a TOML file of [[sources]] (adds, updates, removes; prints the diff)"
+    )
+    add_setting_flags(apply, (KAFKA,))
+    apply.add_argument("file", type=Path, help="TOML file with one [[sources]] table per source")
+    apply.add_argument("--dry-run", action="store_true", help="print the difference, change nothing")
+    verify = verbs.add_parser(
+        "verify", help="check that sources can be read, with their own credentials; say what is wrong and the fix"
+    )
+    add_setting_flags(verify, (KAFKA, S3))
+    verify.add_argument("source_id", nargs="?", default=None, help="one source (default: every source)")
+    verify.add_argument(
+        "--hours", type=float, default=24.0, help="newest file older than this many hours is a problem (default 24)"
+    )
     remove = verbs.add_parser("remove", help="unregister a log source (its events stay searchable)")
     add_setting_flags(remove, (KAFKA,))
     remove.add_argument("source_id", help="id as shown by `trailhouse sources list`")
@@ -149,7 +200,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if name == "run":
         return commands.run(settings, once=args.once, timeout_s=args.timeout)
     if name == "poll":
-        return commands.poll(settings, once=args.once)
+        from sinks.search import parse_time
+
+        now = datetime.now(UTC)
+        return commands.poll(
+            settings,
+            once=args.once,
+            since=parse_time(args.since, now) if args.since else None,
+            until=parse_time(args.until, now) if args.until else None,
+            sqs_queue=args.sqs_queue,
+        )
     if name == "worker":
         return commands.worker(settings)
     if name == "sink":
@@ -183,8 +243,23 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
     from trailhouse.sources import new_source
 
     if args.verb == "add":
-        source = new_source(args.account, args.region, args.bucket, args.prefix, args.org_id)
+        source = new_source(
+            args.account,
+            args.region,
+            args.bucket,
+            args.prefix,
+            args.org_id,
+            profile=args.profile,
+            role_arn=args.role_arn,
+            external_id=args.external_id,
+        )
         print(commands.sources_add(settings, source))
+    elif args.verb == "apply":
+        print(commands.sources_apply(settings, args.file, dry_run=args.dry_run))
+    elif args.verb == "verify":
+        ok, report = commands.sources_verify(settings, args.source_id, recent_hours=args.hours)
+        print(report)
+        return 0 if ok else 1
     elif args.verb == "remove":
         print(commands.sources_remove(settings, args.source_id))
     elif args.verb == "list":

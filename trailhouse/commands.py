@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
@@ -53,8 +54,56 @@ def sources_list(settings: Settings) -> str:
         sources = Registry(settings, bootstrap).sources()
     if not sources:
         return "no sources registered; add one with `trailhouse sources add --account ... --region ... --bucket ...`"
-    rows = [(s.source_id, s.account, s.region, s.bucket, s.prefix, s.org_id or "") for s in sources]
-    return format_table(rows, ("id", "account", "region", "bucket", "prefix", "org"))
+    rows = [(s.source_id, s.account, s.region, s.bucket, s.prefix, s.org_id or "", s.credentials) for s in sources]
+    return format_table(rows, ("id", "account", "region", "bucket", "prefix", "org", "credentials"))
+
+
+def sources_apply(settings: Settings, path: Path, *, dry_run: bool) -> str:
+    """Make the registry equal to a TOML file of sources; the difference, one line per source, and a summary."""
+    from trailhouse.sources_file import plan, read_sources_file
+
+    desired = read_sources_file(path, datetime.now(UTC))
+    with kafka(settings) as (bootstrap, _):
+        registry = Registry(settings, bootstrap)
+        changes = plan(registry.sources(), desired)
+        if not dry_run:
+            registry.apply(changes)
+    lines = [c.describe() for c in changes.changes]
+    lines.append(changes.summary() + (" (dry run: nothing written)" if dry_run else ""))
+    return "\n".join(lines)
+
+
+def sources_verify(settings: Settings, source_id: str | None, *, recent_hours: float) -> tuple[bool, str]:
+    """Check each source (or one) with its own credentials; (all fine, the report in words)."""
+    from datetime import timedelta
+
+    from producers.credentials import AwsClients
+    from producers.storage import open_store
+    from producers.verify import verify_source
+    from trailhouse.errors import SourceUnreadable, UnknownSource
+
+    with kafka(settings) as (bootstrap, _):
+        sources = Registry(settings, bootstrap).sources()
+    if source_id is not None:
+        sources = [s for s in sources if s.source_id == source_id]
+        if not sources:
+            raise UnknownSource(f"no source {source_id!r}; `trailhouse sources list` shows the registered ones")
+    if not sources:
+        return True, "no sources registered"
+    clients = AwsClients(settings)
+    reports = []
+    ok = True
+    for source in sources:
+        try:
+            store = open_store(source.bucket, lambda source=source: clients.s3(source))
+        except SourceUnreadable as exc:
+            reports.append(f"{source.source_id}\n  FAIL {exc}")
+            ok = False
+            continue
+        verification = verify_source(source, store, now=datetime.now(UTC), recent=timedelta(hours=recent_hours))
+        ok = ok and verification.ok
+        reports.append(verification.render())
+    return ok, "\n\n".join(reports)
 
 
 def sources_status(settings: Settings) -> str:
@@ -156,16 +205,40 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def poll(settings: Settings, *, once: bool) -> int:
-    from trailhouse.stages import poll_stage, run_until_signalled
+def poll(
+    settings: Settings,
+    *,
+    once: bool,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sqs_queue: str | None = None,
+) -> int:
+    """`trailhouse poll`: continuous (this poller's share of the sources, or an SQS queue), or one pass
+    (`--once`, or a backfill with `--until`) with a progress line."""
+    from producers.checkpoints import Bounds
+    from trailhouse.progress import BackfillProgress
+    from trailhouse.stages import poll_stage, run_poll, sqs_stage
 
+    bounds = Bounds(since=since, until=until)
     with shared_kafka(settings, "poll") as bootstrap:
-        stage = poll_stage(settings, bootstrap)
-        if not once:
-            run_until_signalled(stage)
+        if sqs_queue and once:
+            sqs = sqs_stage(settings, bootstrap, sqs_queue).drain()
+            print(
+                f"{sqs.messages} notification(s): published {sqs.files} file(s), {sqs.records:,} record(s); "
+                f"{sqs.skipped} skipped ({sqs.digests} digest file(s)), {sqs.messages - sqs.deleted} left in the queue"
+            )
+            for source_id, error in sqs.errors.items():
+                print(f"  {source_id}: ERROR {error}")
+            return 1 if sqs.errors else 0
+        if not once and until is None:
+            run_poll(settings, bootstrap, sqs_queue=sqs_queue, bounds=bounds)
             return 0
-        report = stage.poll_once()
-        print(f"published {report.files} file(s), {report.records:,} record(s)")
+        progress = BackfillProgress(since=since, until=until)
+        report = poll_stage(settings, bootstrap, bounds=bounds, observer=progress).poll_once()
+        print(
+            f"published {report.files} file(s), {report.records:,} record(s), {report.bytes / 1e6:,.1f} MB",
+            file=sys.stdout,
+        )
         for failed in report.failed:
             print(f"  {failed.source_id}: ERROR {failed.error}")
         return 1 if report.failed else 0
@@ -180,10 +253,10 @@ def worker(settings: Settings) -> int:
 
 
 def sink(settings: Settings) -> int:
-    from trailhouse.stages import run_until_signalled, sink_stage
+    from trailhouse.stages import run_sink
 
     with shared_kafka(settings, "sink") as bootstrap:
-        run_until_signalled(sink_stage(settings, bootstrap))
+        run_sink(settings, bootstrap)
     return 0
 
 
@@ -301,7 +374,7 @@ def generate(settings: Settings, *, destination: str, spec: Any) -> str:
     import dataclasses
     from pathlib import Path
 
-    from producers.storage import s3_client_factory
+    from producers.credentials import s3_client_factory
     from trailhouse.generate import folder_writer, generate_files, write_files
 
     if destination.startswith("s3://"):

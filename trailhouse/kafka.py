@@ -1,15 +1,16 @@
 """Kafka plumbing shared by every stage: client options, topic creation, offsets, compacted-topic tables.
 
-One place builds librdkafka options from `Settings`, so security options (later) and the knobs the embedded broker
-needs are set once for the poller, the sink and the command line alike. librdkafka errors are translated here
-into `KafkaUnavailable` (a retry may help) or `ConfigError` (it will not).
+One place builds librdkafka options from `Settings`, so the security options (trailhouse/security.py) and the
+knobs the embedded broker needs are set once for the poller, the sink and the command line alike. librdkafka
+errors are translated here into `KafkaUnavailable` (a retry may help) or `ConfigError` (it will not).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +20,20 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas import Codec
 from trailhouse.config import Settings
 from trailhouse.errors import ConfigError, KafkaUnavailable
+from trailhouse.security import kafka_security, librdkafka_options
 
 REQUEST_TIMEOUT_S = 15.0
 _LIBRDKAFKA_LOG = logging.getLogger("trailhouse.librdkafka")
+log = logging.getLogger(__name__)
 
 
 def client_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
-    """Options every librdkafka client of trailhouse shares."""
-    return {"bootstrap.servers": bootstrap, "client.id": "trailhouse", "logger": _LIBRDKAFKA_LOG}
+    """Options every librdkafka client of trailhouse shares, security included."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "trailhouse",
+        "logger": _LIBRDKAFKA_LOG,
+    } | librdkafka_options(kafka_security(settings))
 
 
 def producer_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
@@ -42,16 +49,44 @@ def producer_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
+def watch_consumer_stats(listener: Callable[[dict[str, Any]], None]) -> None:
+    """Hand librdkafka's statistics of every group consumer this process creates from now on to `listener`.
+
+    librdkafka delivers them every few seconds from inside the consumer's own poll/consume calls, so a report
+    also proves that the consumer loop is turning (the sink's liveness), besides carrying lag and group state.
+    Process-wide, like the Prometheus registry the listener feeds.
+    """
+    _stats_listeners.append(listener)
+
+
+_stats_listeners: list[Callable[[dict[str, Any]], None]] = []
+STATS_INTERVAL_MS = 5000
+
+
+def _on_stats(report: str) -> None:
+    try:
+        parsed = json.loads(report)
+        for listener in _stats_listeners:
+            listener(parsed)
+    except Exception:  # statistics must never break the consumer that reports them
+        _LIBRDKAFKA_LOG.warning("could not read librdkafka statistics", exc_info=True)
+
+
 def consumer_options(settings: Settings, bootstrap: str, group: str) -> dict[str, Any]:
-    return client_options(settings, bootstrap) | {
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        # Short heartbeats make a group (re)join take seconds instead of ~20 s with librdkafka's defaults.
-        "heartbeat.interval.ms": 500,
-        "session.timeout.ms": 6000,
-        "fetch.message.max.bytes": max(settings.raw_chunk_bytes + 64 * 1024, 1_048_576),
-    }
+    statistics = {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": _on_stats} if _stats_listeners else {}
+    return (
+        client_options(settings, bootstrap)
+        | statistics
+        | {
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            # Short heartbeats make a group (re)join take seconds instead of ~20 s with librdkafka's defaults.
+            "heartbeat.interval.ms": 500,
+            "session.timeout.ms": 6000,
+            "fetch.message.max.bytes": max(settings.raw_chunk_bytes + 64 * 1024, 1_048_576),
+        }
+    )
 
 
 def translate(exc: KafkaException, action: str) -> Exception:
@@ -80,6 +115,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_dlq),
         TopicSpec(settings.topic_sources, compacted=True),
         TopicSpec(settings.topic_alerts),
+        TopicSpec(settings.topic_insights),
         TopicSpec(settings.topic_registry, compacted=True),
         TopicSpec(settings.topic_checkpoints, compacted=True),
     ]
@@ -204,6 +240,31 @@ def committed_offsets(settings: Settings, bootstrap: str, group: str, topic: str
         return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
     except KafkaException as exc:
         raise translate(exc, f"read committed offsets of group {group}") from exc
+    finally:
+        consumer.close()
+
+
+def start_group_at_beginning(settings: Settings, bootstrap: str, group: str, topics: Iterable[str]) -> None:
+    """Commit the earliest offset of every partition `group` has never committed on.
+
+    A new group would start there anyway (auto.offset.reset=earliest); saying it with a commit matters for Faust,
+    which seeks to the committed offsets after recovering its tables and, for a partition without one, keeps the
+    position it fetched during recovery: messages fetched then were dropped, never processed. A group that already
+    has members refuses the commit, which is fine: its partitions are already being consumed.
+    """
+    consumer = Consumer(client_options(settings, bootstrap) | {"group.id": group, "enable.auto.commit": False})
+    try:
+        starts = []
+        for topic in topics:
+            partitions = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
+            for tp in consumer.committed(partitions, timeout=REQUEST_TIMEOUT_S):
+                if tp.offset < 0:
+                    low, _ = consumer.get_watermark_offsets(tp, timeout=REQUEST_TIMEOUT_S)
+                    starts.append(TopicPartition(topic, tp.partition, low))
+        if starts:
+            consumer.commit(offsets=starts, asynchronous=False)
+    except KafkaException as exc:
+        log.debug("group %s not initialised (%s); it is already consuming", group, exc)
     finally:
         consumer.close()
 

@@ -26,8 +26,9 @@ from producers.poller import PollReport
 from trailhouse.config import Settings
 from trailhouse.embedded import EmbeddedKafka
 from trailhouse.errors import TerminalError, TrailhouseError
+from trailhouse.health import HealthServer, run_ports
 from trailhouse.kafka import committed_offsets, end_offsets, is_drained
-from trailhouse.stages import child_main, poll_stage
+from trailhouse.stages import child_main, poll_health, poll_stage
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,19 @@ class StageDied(TerminalError):
 class Pipeline:
     """The worker and sink child processes, plus drain checks against their consumer groups."""
 
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, ports: dict[str, int] | None = None) -> None:
+        """`ports`: each child's /healthz and /metrics port (health.run_ports); None = no servers."""
         self._settings = settings
         self._bootstrap = bootstrap
+        self._ports = ports or {}
         self._children: dict[str, multiprocessing.process.BaseProcess] = {}
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
         for name in CHILD_STAGES:
+            settings = self._settings.with_(http_port=self._ports.get(name, 0))
             process = context.Process(
-                target=child_main, args=(name, self._settings, self._bootstrap), name=f"trailhouse-{name}"
+                target=child_main, args=(name, settings, self._bootstrap), name=f"trailhouse-{name}"
             )
             process.start()
             self._children[name] = process
@@ -163,10 +167,16 @@ def run_once(
 
 
 def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None, stop: threading.Event) -> None:
-    """Run every stage until `stop` is set; with the embedded broker, drain before stopping."""
-    pipeline = Pipeline(settings, bootstrap)
+    """Run every stage until `stop` is set; with the embedded broker, drain before stopping.
+
+    Each stage serves /healthz and /metrics on its port of `run_ports`: the poller from this process.
+    """
+    ports = run_ports(settings)
+    health = poll_health(settings)
+    server = HealthServer(health, settings.http_bind, ports["poll"]) if ports["poll"] else None
+    pipeline = Pipeline(settings, bootstrap, ports)
     pipeline.start()
-    poller = poll_stage(settings, bootstrap)
+    poller = poll_stage(settings, bootstrap, health)
     poller_thread = threading.Thread(target=poller.run, name="poller", daemon=True)
     poller_thread.start()
     saver = CheckpointSaver(kafka, pipeline, settings) if kafka is not None and kafka.owner else None
@@ -184,5 +194,8 @@ def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None,
             pipeline.wait_drained(timeout_s=STOP_TIMEOUT_S)
             kafka.save([*kafka.drained_topics, settings.topic_registry])  # type: ignore[union-attr]
     finally:
+        health.stopping()
         poller.stop()
         pipeline.stop()
+        if server is not None:
+            server.close()

@@ -11,6 +11,7 @@ from trailhouse.config import Settings
 from trailhouse.errors import UnknownSource
 from trailhouse.kafka import CompactedTable
 from trailhouse.sources import Source
+from trailhouse.sources_file import Plan
 
 
 class Registry:
@@ -35,3 +36,8 @@ class Registry:
             raise UnknownSource(f"no source {source_id!r}; registered: {known}")
         self._table.write({source_id: None})
         return current[source_id]
+
+    def apply(self, plan: Plan) -> None:
+        """Write a plan's additions, updates and removals at once."""
+        if plan.changes:
+            self._table.write({k: (None if v is None else v.to_record()) for k, v in plan.writes.items()})

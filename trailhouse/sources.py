@@ -20,6 +20,9 @@ from trailhouse.errors import InvalidSource
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+_PROFILE = re.compile(r"^[\w+=,.@\-]{1,128}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/\-]{2,1224}$")
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,25 @@ class Source:
     prefix: str = ""
     org_id: str | None = None
     created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    profile: str | None = None  # AWS credentials profile to read the bucket with; None = the default chain
+    role_arn: str | None = None  # role to assume (cross-account collection)
+    external_id: str | None = None  # what the role's trust policy may require with it
 
     @property
     def source_id(self) -> str:
         return source_id(self.account, self.region)
+
+    @property
+    def credentials(self) -> str:
+        """How the source is read, in words: 'default', 'profile p', 'role arn:...', or both."""
+        parts = [f"profile {self.profile}"] if self.profile else []
+        if self.role_arn:
+            parts.append(f"role {self.role_arn}" + (" (external id)" if self.external_id else ""))
+        return ", ".join(parts) or "default"
+
+    def settings_equal(self, other: Source) -> bool:
+        """Same registration, whenever it was made."""
+        return self.to_record() | {"created_at": None} == other.to_record() | {"created_at": None}
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -44,6 +62,9 @@ class Source:
             "prefix": self.prefix,
             "org_id": self.org_id,
             "created_at": self.created_at,
+            "profile": self.profile,
+            "role_arn": self.role_arn,
+            "external_id": self.external_id,
         }
 
     @staticmethod
@@ -55,6 +76,9 @@ class Source:
             prefix=record["prefix"],
             org_id=record["org_id"],
             created_at=record["created_at"],
+            profile=record.get("profile"),
+            role_arn=record.get("role_arn"),
+            external_id=record.get("external_id"),
         )
 
 
@@ -69,6 +93,10 @@ def new_source(
     prefix: str = "",
     org_id: str | None = None,
     now: datetime | None = None,
+    *,
+    profile: str | None = None,
+    role_arn: str | None = None,
+    external_id: str | None = None,
 ) -> Source:
     """Validate and normalize a registration as typed by a user; raise `InvalidSource` saying what to fix."""
     return Source(
@@ -78,6 +106,9 @@ def new_source(
         prefix=normalize_prefix(prefix),
         org_id=validate_org_id(org_id),
         created_at=now or datetime.now(UTC),
+        profile=validate_profile(profile),
+        role_arn=validate_role_arn(role_arn),
+        external_id=validate_external_id(external_id, role_arn),
     )
 
 
@@ -157,3 +188,32 @@ def validate_org_id(text: str | None) -> str | None:
     if not _ORG_ID.match(org):
         raise InvalidSource(f"organization id {text!r} must look like o-a1b2c3d4e5")
     return org
+
+
+def validate_profile(text: str | None) -> str | None:
+    if not text or not text.strip():
+        return None
+    profile = text.strip()
+    if not _PROFILE.match(profile):
+        raise InvalidSource(f"profile {text!r} is not an AWS profile name (letters, digits and +=,.@_-)")
+    return profile
+
+
+def validate_role_arn(text: str | None) -> str | None:
+    if not text or not text.strip():
+        return None
+    arn = text.strip()
+    if not _ROLE_ARN.match(arn):
+        raise InvalidSource(f"role {text!r} is not an IAM role ARN: it looks like arn:aws:iam::123456789012:role/name")
+    return arn
+
+
+def validate_external_id(text: str | None, role_arn: str | None) -> str | None:
+    if not text or not text.strip():
+        return None
+    if not role_arn:
+        raise InvalidSource("an external id goes with a role to assume: give --role-arn too")
+    external = text.strip()
+    if not _EXTERNAL_ID.match(external):
+        raise InvalidSource("external id must be 2-1224 letters, digits or +=,.@:/-_")
+    return external

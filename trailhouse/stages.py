@@ -2,6 +2,10 @@
 
 Each stage has the same lifecycle: it runs until SIGTERM or SIGINT, then finishes the unit in flight (a file, a
 chunk, a batch), commits what is done and leaves its consumer group. A second signal exits at once.
+
+Each stage also reports its `Health` and metrics, served on its own port (trailhouse/health.py): the poller
+through its observer, the sink through its write callback and its consumer's statistics, the worker through a
+Faust sensor (streams/health.py).
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from producers.poller import Poller
+from producers.checkpoints import Bounds
+from producers.poller import Observers, Poller, PollObserver
 from trailhouse.config import Settings
+from trailhouse.health import Health, serve
 from trailhouse.logs import setup_logging
 from trailhouse.processes import die_with_parent, free_port
+
+if TYPE_CHECKING:
+    from producers.sqs import SqsPoller
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +35,7 @@ class Stage(Protocol):
     def stop(self) -> None: ...
 
 
-def run_until_signalled(stage: Stage) -> None:
+def run_until_signalled(stage: Stage, health: Health | None = None) -> None:
     """Run `stage`; the first SIGTERM/SIGINT asks it to stop cleanly, a second one exits at once."""
     signals = 0
 
@@ -37,31 +46,86 @@ def run_until_signalled(stage: Stage) -> None:
             log.warning("second signal: exiting without finishing the work in flight")
             os._exit(130)
         log.info("%s received: finishing the work in flight", signal.Signals(signum).name)
+        if health is not None:
+            health.stopping()
         stage.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         stage.run()
+    except Exception as exc:
+        if health is not None:
+            health.failed(str(exc))
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def poll_stage(settings: Settings, bootstrap: str) -> Poller:
-    from producers.storage import s3_client_factory
+def poll_health(settings: Settings) -> Health:
+    """A poll beats per file and per source; between polls it waits `poll_interval`."""
+    return Health("poll", stall_after_s=max(300.0, 3 * settings.poll_interval))
 
-    return Poller(settings, bootstrap, s3_client_factory(settings))
+
+def sink_health(settings: Settings) -> Health:
+    """The sink beats with its consumer's statistics (every 5 s) and per write; one ClickHouse insert may take
+    up to clickhouse-connect's 300 s receive timeout."""
+    return Health("sink", stall_after_s=360.0)
 
 
-def sink_stage(settings: Settings, bootstrap: str) -> Stage:
+def poll_stage(
+    settings: Settings,
+    bootstrap: str,
+    health: Health | None = None,
+    *,
+    bounds: Bounds | None = None,
+    observer: PollObserver | None = None,
+) -> Poller:
+    from producers.credentials import AwsClients
+    from trailhouse.metrics import PollMetrics
+
+    metrics = PollMetrics(health) if health is not None else None
+    return Poller(settings, bootstrap, AwsClients(settings), observer=Observers(metrics, observer), bounds=bounds)
+
+
+def sqs_stage(settings: Settings, bootstrap: str, queue_url: str, health: Health | None = None) -> SqsPoller:
+    from producers.credentials import AwsClients
+    from producers.sqs import SqsPoller
+    from trailhouse.metrics import SQS_MESSAGES, PollMetrics
+
+    def count(outcome: str, n: int) -> None:
+        if n:
+            SQS_MESSAGES.labels(outcome).inc(n)
+
+    observer = PollMetrics(health) if health is not None else None
+    return SqsPoller(settings, bootstrap, AwsClients(settings), queue_url, observer=observer, count=count)
+
+
+def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Stage:
     from sinks.migrations import prepare
     from sinks.sink import Sink
     from sinks.tables import sink_tables
-    from trailhouse.kafka import ensure_topics
+    from trailhouse.kafka import ensure_topics, watch_consumer_stats
+    from trailhouse.metrics import ConsumerGroupMetrics, sink_writes
 
     ensure_topics(settings, bootstrap)
     client, _ = prepare(settings)
-    return Sink(settings, bootstrap, client, sink_tables(settings))
+    on_write = None
+    if health is not None:
+        watch_consumer_stats(ConsumerGroupMetrics(health, settings.sink_group).on_stats)
+        on_write = sink_writes(health)
+    return Sink(settings, bootstrap, client, sink_tables(settings), on_write=on_write)
+
+
+def serve_stage(stage: str, settings: Settings, run: Callable[[Health], None]) -> None:
+    """Run one stage with its /healthz, /readyz and /metrics server (when its port is not 0) around it."""
+    health = {"poll": poll_health, "sink": sink_health}[stage](settings)
+    server = serve(health, settings)
+    try:
+        run(health)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
@@ -73,10 +137,10 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
 
 
 def worker_web_port(settings: Settings) -> int:
-    """The configured port; unset: 6066 on a cluster, any free port on the embedded stack (several may run)."""
-    if settings.worker_web_port is not None:
+    """The configured port; 0 = any free port; unset: 6066 on a cluster, any free port on the embedded stack."""
+    if settings.worker_web_port:
         return settings.worker_web_port
-    return free_port() if settings.embedded_kafka else 6066
+    return free_port() if settings.worker_web_port == 0 or settings.embedded_kafka else 6066
 
 
 def child_main(name: str, settings: Settings, bootstrap: str) -> None:
@@ -95,16 +159,25 @@ def child_main(name: str, settings: Settings, bootstrap: str) -> None:
         sys.exit(1)
 
 
-def _run_sink(settings: Settings, bootstrap: str) -> None:
-    run_until_signalled(sink_stage(settings, bootstrap))
+def run_sink(settings: Settings, bootstrap: str) -> None:
+    serve_stage("sink", settings, lambda health: run_until_signalled(sink_stage(settings, bootstrap, health), health))
 
 
-def _run_poll(settings: Settings, bootstrap: str) -> None:
-    run_until_signalled(poll_stage(settings, bootstrap))
+def run_poll(settings: Settings, bootstrap: str, *, sqs_queue: str | None = None, bounds: Bounds | None = None) -> None:
+    """The poller until signalled: its share of the sources (listing), or the notifications of an SQS queue."""
+
+    def run(health: Health) -> None:
+        if sqs_queue:
+            stage: Stage = sqs_stage(settings, bootstrap, sqs_queue, health)
+        else:
+            stage = poll_stage(settings, bootstrap, health, bounds=bounds)
+        run_until_signalled(stage, health)
+
+    serve_stage("poll", settings, run)
 
 
 STAGES: dict[str, Callable[[Settings, str], None]] = {
-    "poll": _run_poll,
+    "poll": run_poll,
     "worker": run_worker,
-    "sink": _run_sink,
+    "sink": run_sink,
 }

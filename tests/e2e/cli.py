@@ -36,3 +36,56 @@ class Trailhouse:
 def record_text(json_line: str) -> str:
     """The original record embedded at the end of a `search --format json` line, as raw text."""
     return json_line[json_line.index(',"record":') + len(',"record":') : -1]
+
+
+class StageProcess:
+    """`trailhouse <stage>` in the background, its output in a log file, its /healthz and /metrics on `port`."""
+
+    def __init__(self, stage: str, env: dict[str, str], port: int, log_dir: Path, name: str | None = None) -> None:
+        self.stage = stage
+        self.name = name or stage
+        self.port = port
+        self.log = log_dir / f"{self.name}.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "trailhouse", stage],
+                env={**env, "TRAILHOUSE_HTTP_PORT": str(port)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def get(self, path: str) -> tuple[int, str]:
+        """(status, body) of a GET on the stage's server; (0, reason) while it does not answer."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include `labels` (0 when absent or unreachable)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.get("/metrics")
+        if status != 200:
+            return 0.0
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 90) -> int:
+        """SIGTERM, and the exit code once the stage finished its work in flight."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout)

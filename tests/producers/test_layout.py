@@ -66,3 +66,21 @@ def test_prefixes_of_a_source_round_trip_through_the_parser():
     parsed = parse_key(prefix + "2026/01/31/111122223333_CloudTrail_us-east-1_20260131T0000Z_x.json.gz")
     assert parsed is not None and parsed.prefix == "p/q" and parsed.org_id == "o-a1b2c3d4e5"
     assert account_prefix("111122223333") == "AWSLogs/111122223333/"
+
+
+def test_a_start_key_sorts_between_the_minutes_of_a_lane():
+    from producers.layout import delivered_at, file_name, key_at
+
+    lane = region_prefix("111122223333", "eu-west-1", prefix="p", org_id="o-a1b2c3d4e5")
+    at = datetime(2026, 1, 31, 23, 55, tzinfo=UTC)
+    start = key_at(lane, at)
+    name = "111122223333_CloudTrail_eu-west-1_{}_x.json.gz"
+    before = f"{lane}2026/01/31/" + name.format("20260131T2350Z")
+    same = f"{lane}2026/01/31/" + name.format("20260131T2355Z")
+    next_day = f"{lane}2026/02/01/" + name.format("20260201T0000Z")
+    assert before < start < same < next_day
+    assert f"{lane}2026/01/30/" + name.format("20260130T2359Z") < start
+    assert delivered_at(same) == at and file_name(same) == name.format("20260131T2355Z")
+    insight_lane = region_prefix("111122223333", "eu-west-1", kind=FileKind.INSIGHT)
+    insight = f"{insight_lane}2026/01/31/111122223333_CloudTrail-Insight_eu-west-1_20260131T2355Z_y.json.gz"
+    assert key_at(insight_lane, at) < insight

@@ -1,4 +1,5 @@
 import gzip
+import io
 import json
 
 import pytest
@@ -40,8 +41,9 @@ def test_a_record_larger_than_a_message_is_set_aside_and_the_rest_kept():
     huge = json.dumps({"eventID": "huge", "pad": "é" * 40_000})
     split = chunk_records([small[0], huge, small[1], small[2]], max_chunk_bytes=70_000)
     assert [r for chunk in split.chunks for r in chunk] == small
-    assert [(o.index, o.text) for o in split.oversized] == [(1, huge)]
-    assert split.oversized[0].size == len(huge.encode())
+    [oversized] = split.oversized
+    assert oversized.index == 1 and huge.startswith(oversized.text), "the dead letter keeps the record's start"
+    assert len(oversized.text.encode()) <= 64 * 1024 and oversized.size == len(huge.encode())
     assert split.records == 3
 
 
@@ -77,4 +79,50 @@ def test_a_file_inflating_past_the_limit_is_refused_without_inflating_it_all():
     bomb = gzip.compress(b'{"Records":[' + b" " * 10_000_000 + b"]}")
     with pytest.raises(BadLogFile) as info:
         decompress(bomb, max_bytes=1_000_000)
+    assert info.value.kind == "file_too_large"
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+def test_a_stream_cut_anywhere_gives_the_same_records(real_files, monkeypatch, piece):
+    import producers.split as split
+
+    monkeypatch.setattr(split, "PIECE_BYTES", piece)
+    for path in real_files[:3]:
+        raw = path.read_bytes()
+        expected = [json.dumps(r) for r in json.loads(raw)["Records"]]
+        texts = record_texts(gzip.compress(raw))
+        assert [json.loads(t) for t in texts] == [json.loads(e) for e in expected]
+        assert texts == record_texts(raw)
+
+
+def test_a_big_file_is_split_with_bounded_memory_and_its_chunks_read_back_in_order():
+    import io
+    import tracemalloc
+
+    from producers.split import split_stream
+
+    records = [json.dumps({"eventID": f"{i:08d}", "pad": "x" * 900}) for i in range(40_000)]
+    data = gzip.compress(('{"Records":[' + ",".join(records) + "]}").encode(), compresslevel=1)
+    tracemalloc.start()
+    try:
+        with split_stream(io.BytesIO(data), max_chunk_bytes=200_000, max_file_bytes=1 << 30, spool_bytes=2 << 20) as s:
+            peak = tracemalloc.get_traced_memory()[1]
+            assert [r for chunk in s.chunks for r in chunk] == records
+            assert len(s.chunks) > 100 and s.records == len(records)
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, f"{peak / 1e6:.1f} MB held to split a {len(records) * 0.9 / 1000:.0f} MB file"
+
+
+def test_concatenated_gzip_members_are_one_file_and_trailing_bytes_are_ignored():
+    whole = b'{"Records": [{"a": 1}, {"b": 2}]}'
+    assert record_texts(gzip.compress(whole[:20]) + gzip.compress(whole[20:]) + b"\0\0") == ['{"a": 1}', '{"b": 2}']
+
+
+def test_a_file_over_the_limit_is_refused_while_streaming():
+    from producers.split import split_stream
+
+    data = gzip.compress(b'{"Records":[' + b",".join([b'{"a": 1}'] * 200_000) + b"]}")
+    with pytest.raises(BadLogFile) as info:
+        split_stream(io.BytesIO(data), max_chunk_bytes=900_000, max_file_bytes=100_000, spool_bytes=1 << 20)
     assert info.value.kind == "file_too_large"

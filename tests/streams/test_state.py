@@ -59,3 +59,16 @@ def test_counters_lag_and_last_hour():
     assert record["last_event_time"] == T0 + 70 * MIN - 300_000
     assert 300 <= record["lag_p50_seconds"] <= record["lag_p95_seconds"] <= 305
     assert "cloudtrail.dlq" in record["last_error"]
+
+
+def test_files_the_poller_dead_lettered_count_as_errors_without_error_status():
+    state = evaluate(apply_chunk(new_state("s", T0), _chunk(T0)), T0, WINDOW)
+    bad = "corrupt gzip: the compressed stream is truncated (s3://b/AWSLogs/.../a.json.gz)"
+    outcome = _poll(T0 + MIN) | {"dead_letters": 2, "last_dead_letter": bad}
+    state = evaluate(apply_poll(state, outcome), T0 + MIN, WINDOW)
+    assert (state["status"], state["dead_letters_total"], state["last_error"]) == ("ONLINE", 2, bad)
+    assert to_record(state, T0 + MIN)["errors_total"] == 2
+    again = apply_poll(state, _poll(T0 + MIN) | {"dead_letters": 2, "last_dead_letter": bad})
+    assert again["dead_letters_total"] == 2, "the same checkpoint read again (a window, a restart) counts nothing"
+    state = apply_poll(state, _poll(T0 + 2 * MIN) | {"dead_letters": 3, "last_dead_letter": bad})
+    assert state["dead_letters_total"] == 3
