@@ -152,18 +152,19 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             return [], None  # read again after a restart: this chunk's insights went out with its first pass
         state = new_detector_state()
         if head is not None:
-            state.update(watermark=head["watermark"], open=head["open"], late=head["late"])
+            state.update({k: head.get(k) for k in ("watermark", "closed", "open", "late")})
             stored = ((k, detector_apis.get(f"{source_id}|{k}")) for k in head["apis"])
             state["apis"] = {k: api for k, api in stored if api is not None}
         emitted = add_events(state, (o for o in map(observe, events) if o is not None), source_id, sensitivity)
 
         def store() -> None:
+            """Write the head and only the APIs this chunk changed (most chunks touch a few of a source's APIs)."""
             apis = state.pop("apis")
             detector_heads[source_id] = dict(state, apis=sorted(apis), applied=offset)
-            for api_key, api in apis.items():
-                detector_apis[f"{source_id}|{api_key}"] = api
-            for forgotten in set(head["apis"] if head else ()) - set(apis):
-                del detector_apis[f"{source_id}|{forgotten}"]
+            for api_key in emitted.changed:
+                detector_apis[f"{source_id}|{api_key}"] = apis[api_key]
+            for api_key in emitted.forgotten:
+                del detector_apis[f"{source_id}|{api_key}"]
 
         return [to_avro(r, source_id) for r in emitted.records], store
 

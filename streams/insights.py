@@ -90,7 +90,7 @@ def observe(event: dict[str, Any]) -> Observation | None:
 
 
 def new_state() -> dict[str, Any]:
-    return {"watermark": None, "open": {}, "apis": {}, "late": 0}
+    return {"watermark": None, "closed": None, "open": {}, "apis": {}, "late": 0}
 
 
 def _no_attr() -> dict[str, dict[str, float]]:
@@ -115,9 +115,11 @@ def _new_api(first_minute: int) -> dict[str, Any]:
 
 @dataclass
 class Emitted:
-    """Insights a batch produced, in order."""
+    """Insights a batch produced, in order, and which APIs' state it changed or forgot (what the worker stores)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    forgotten: set[str] = field(default_factory=set)
 
 
 def add_events(state: dict[str, Any], observations: Iterable[Observation], source_id: str, s: Sensitivity) -> Emitted:
@@ -156,25 +158,49 @@ _EMPTY: dict[str, Any] = {"n": 0, "attr": _no_attr()}  # a minute without calls
 
 
 def _close_minutes(state: dict[str, Any], until: int, source_id: str, s: Sensitivity) -> Emitted:
-    """Close every minute up to `until`, for every API known (a minute without calls is a zero)."""
+    """Close every minute up to `until`, for every API known (a minute without calls is a zero).
+
+    An API is brought up to date only when a minute has calls for it, or while it has an insight open (a quiet
+    minute may end it); the quiet minutes of the others are closed when the API is next touched. The result is
+    the same as closing every API every minute (a quiet minute never starts an insight), but a batch changes
+    only the APIs it touched, so the worker stores those alone instead of every API of the source."""
     emitted = Emitted()
-    pending = sorted(int(m) for m in state["open"] if int(m) <= until)
-    starts = [api["next"] for api in state["apis"].values()] + pending[:1]
-    if not starts:
-        return emitted
-    for minute in range(min(starts), until + 1):
-        bucket = state["open"].pop(str(minute), {})
-        for key in bucket:
-            if key not in state["apis"]:
-                state["apis"][key] = _new_api(minute)
-        for key, api in list(state["apis"].items()):
-            if api["next"] > minute:
-                continue
-            emitted.records.extend(_close(api, key, minute, bucket.get(key, _EMPTY), source_id, s))
+    decided: list[tuple[int, dict[str, Any]]] = []
+    previous_hour = (state.get("closed") or until) // 60
+    for minute in sorted(int(m) for m in state["open"] if int(m) <= until):
+        for key, entry in state["open"].pop(str(minute)).items():
+            api = state["apis"].get(key)
+            if api is None or (api["insight"] is None and minute - 1 - api["last_active"] > HOURS_KEPT * 60):
+                api = state["apis"][key] = _new_api(minute)  # new, or silent for a week: its baseline is empty
+            decided.extend(_catch_up(api, key, minute, source_id, s))
+            decided.extend((minute, r) for r in _close(api, key, minute, entry, source_id, s))
             api["next"] = minute + 1
-            if api["insight"] is None and minute - api["last_active"] > HOURS_KEPT * 60:
-                del state["apis"][key]  # silent for a week: its baseline is empty anyway
+            emitted.changed.add(key)
+    for key, api in state["apis"].items():
+        if api["insight"] is not None and api["next"] <= until:
+            decided.extend(_catch_up(api, key, until + 1, source_id, s))
+            emitted.changed.add(key)
+    if until // 60 != previous_hour:  # once an hour of event time: forget APIs silent for a week
+        silent = [
+            k for k, a in state["apis"].items() if a["insight"] is None and until - a["last_active"] > HOURS_KEPT * 60
+        ]
+        for key in silent:
+            del state["apis"][key]
+        emitted.forgotten.update(silent)
+        emitted.changed.difference_update(silent)
+    state["closed"] = until
+    emitted.records = [record for _, record in sorted(decided, key=lambda d: d[0])]
     return emitted
+
+
+def _catch_up(api: dict[str, Any], key: str, before: int, source_id: str, s: Sensitivity) -> Iterator[tuple[int, Any]]:
+    """Close the API's quiet minutes up to `before` (excluded): with no insight open they only feed the baseline."""
+    for minute in range(api["next"], before):
+        if api["insight"] is None:
+            _feed_baseline(api, minute, 0, _EMPTY)
+        else:
+            yield from ((minute, r) for r in _close(api, key, minute, _EMPTY, source_id, s))
+        api["next"] = minute + 1
 
 
 @dataclass(frozen=True)

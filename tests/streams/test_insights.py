@@ -219,3 +219,24 @@ def test_records_are_json():
     counts = _flat(2 * 1440, 2) | {T0 + 2 * 1440 - 600 + m: 30 for m in range(3)}
     for record in _run(_series(counts)):
         assert json.loads(json.dumps(record)) == record
+
+
+def test_a_batch_changes_only_the_apis_it_touched_and_forgets_apis_silent_for_a_week():
+    other = KEY.replace("CreateAccessKey", "DeleteUser")
+    state = new_state()
+    first = add_events(state, [_obs(T0), _obs(T0, key=other), _obs(T0 + 20)], SOURCE, S)
+    assert first.changed == {KEY, other}
+    later = add_events(state, [_obs(T0 + 40), _obs(T0 + 41)], SOURCE, S)
+    assert later.changed == {KEY}, "the other API's quiet minutes wait until it is touched again"
+    assert state["apis"][other]["next"] == T0 + 1
+
+    # Its quiet minutes are closed when it is next touched: the same baseline as if closed one by one.
+    touched = add_events(state, [_obs(T0 + 100, key=other), _obs(T0 + 115)], SOURCE, S)
+    assert other in touched.changed
+    assert state["apis"][other]["week"] == (2, 101, 2), "2 calls in 101 minutes fed, minute by minute"
+
+    week_later = T0 + 8 * 1440
+    gone = add_events(state, [_obs(week_later)], SOURCE, S)
+    assert gone.forgotten == {KEY, other} and state["apis"] == {}
+    add_events(state, [_obs(week_later + 15)], SOURCE, S)
+    assert state["apis"][KEY]["first"] == week_later, "back with a new history (and a new wait for enough of it)"
