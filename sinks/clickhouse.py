@@ -1,12 +1,15 @@
 """The ClickHouse connection: one code path for a ClickHouse server (http/https) and embedded chDB (chdb://).
 
 ClickHouse errors are translated here, once, from their numeric codes into `ClickHouseUnavailable` (retry may
-help: network, overload, too many parts) or `ClickHouseRejected` (the statement or data is wrong).
+help: network, overload, too many parts) or `ClickHouseRejected` (the statement or data is wrong). A rejection
+says whether it is about the rows (`about_rows`: a constraint, a value out of range; the sink dead-letters those
+rows) or about the statement (a missing table or column, no permission; nothing in the data can fix it).
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -34,12 +37,28 @@ _TRANSIENT_CODES = {
 }
 
 
+# Server error codes that blame the data of an insert rather than the statement.
+_ROW_CODES = {
+    6,  # CANNOT_PARSE_TEXT
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    41,  # CANNOT_PARSE_DATETIME
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    469,  # VIOLATED_CONSTRAINT
+}
+
+
 class ClickHouseRejected(TerminalError):
     """ClickHouse refused a statement or its data; sending it again will fail the same way."""
 
-    def __init__(self, message: str, code: int | None) -> None:
+    def __init__(self, message: str, code: int | None, *, about_rows: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.about_rows = about_rows
 
 
 def translate(exc: ClickHouseError, action: str) -> Exception:
@@ -48,7 +67,8 @@ def translate(exc: ClickHouseError, action: str) -> Exception:
     code = getattr(exc, "code", None)
     if code in _TRANSIENT_CODES:
         return ClickHouseUnavailable(f"ClickHouse is busy ({action}): {_first_line(exc)}", retry_after=5.0)
-    return ClickHouseRejected(f"ClickHouse refused to {action}: {_first_line(exc)}", code)
+    message = f"ClickHouse refused to {action}: {_first_line(exc)}"
+    return ClickHouseRejected(message, code, about_rows=code in _ROW_CODES)
 
 
 def _first_line(exc: Exception) -> str:
@@ -98,13 +118,22 @@ def insert(
     data: Sequence[Sequence[Any]],
     *,
     dedup_token: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
-    """Insert column-oriented `data`; a repeated `dedup_token` makes ClickHouse skip an insert it already has."""
-    settings: dict[str, Any] = {"insert_deduplication_token": dedup_token} if dedup_token else {}
-    call(
-        f"insert into {table}",
-        lambda: client.insert(table, data, column_names=list(columns), column_oriented=True, settings=settings),
-    )
+    """Insert column-oriented `data`; a repeated `dedup_token` makes ClickHouse skip an insert it already has.
+
+    A value the client cannot encode for its column is a rejection of the rows, like one the server refuses.
+    """
+    options: dict[str, Any] = dict(settings or {})
+    if dedup_token:
+        options["insert_deduplication_token"] = dedup_token
+    try:
+        call(
+            f"insert into {table}",
+            lambda: client.insert(table, data, column_names=list(columns), column_oriented=True, settings=options),
+        )
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:
+        raise ClickHouseRejected(f"cannot encode rows for {table}: {exc}", None, about_rows=True) from exc
 
 
 __all__ = ["Client", "ClickHouseRejected", "call", "connect", "insert", "translate", "utc"]

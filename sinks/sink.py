@@ -1,13 +1,17 @@
-"""The sink stage: accumulate per partition -> write to ClickHouse -> commit offsets.
+"""The sink stage: accumulate per partition -> write to ClickHouse -> commit offsets. One loop for every topic.
 
 Guarantees:
 - an offset is committed only after the rows up to it are in ClickHouse (at-least-once);
-- each batch's insert carries a token made of (topic, partition, first offset, last offset), so the same batch
-  inserted again after a crash is dropped by ClickHouse, and the table's ReplacingMergeTree collapses any other
-  duplicate of an event id;
+- exactly-once effect: each batch's insert carries a token made of (topic, partition, first offset, last offset),
+  so ClickHouse drops a batch it already has. Before its insert, the batch's range is recorded in `sink_batches`;
+  a sink that restarts after a crash between insert and commit re-forms exactly that batch (same range, same
+  token) from the committed offset, so the insert is dropped instead of duplicated. Any other duplicate of an
+  event id is collapsed by the tables' ReplacingMergeTree, and searches never show one (sinks/search.py);
+- a batch is bounded by events, bytes and age (`sink_batch_events`, `sink_batch_bytes`, `sink_batch_seconds`);
 - a message that cannot be decoded, or a row ClickHouse refuses, goes to the dead-letter topic (found by
-  splitting a refused batch in halves), never into a retry loop; a ClickHouse outage is retried with backoff
-  while the consumer stays in its group (partitions paused);
+  splitting a refused batch in halves), never into a retry loop; a refusal of the statement itself (a missing
+  table or column, no permission) stops the sink with the reason, since no row can fix it;
+- a ClickHouse outage is retried with backoff while the consumer stays in its group (partitions paused);
 - on revocation and on stop, pending batches are written and committed before the partitions are let go.
 """
 
@@ -25,15 +29,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas import Codec, UndecodableMessage
 from schemas.records import dead_letter
-from sinks.clickhouse import ClickHouseRejected, Client, insert
+from sinks.clickhouse import ClickHouseRejected, Client, call, insert
+from sinks.ddl import Layout
 from sinks.tables import TableSpec
 from trailhouse.config import Settings
-from trailhouse.errors import ClickHouseUnavailable, KafkaUnavailable
+from trailhouse.errors import ClickHouseUnavailable, KafkaUnavailable, TrailhouseError
 from trailhouse.kafka import consumer_options, producer_options, translate
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+REPLAY_WAIT_S = 30.0  # how long the re-read of a crashed batch may take before its time bound applies again
+_BATCH_COLUMNS = ("sink_group", "topic", "partition", "first_offset", "last_offset")
 
 
 @dataclass
@@ -43,7 +50,12 @@ class PartitionBatch:
     first_offset: int
     last_offset: int = -1
     records: list[dict[str, Any]] = field(default_factory=list)
+    size_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def token(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.first_offset}:{self.last_offset}"
 
 
 class Sink:
@@ -60,24 +72,28 @@ class Sink:
     ) -> None:
         self._settings = settings
         self._client = client
+        self._layout = Layout(settings.clickhouse_database, settings.cluster)
+        # On a cluster, wait until the shards have the rows: only then is committing the offsets safe.
+        self._insert_settings = {"distributed_foreground_insert": 1} if settings.cluster else {}
         self._tables = tables
         self._on_write = on_write
         self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group))
         self._dead_letters = Producer(producer_options(settings, bootstrap))
         self._dead_codec = Codec.of("DeadLetter")
         self._batches: dict[tuple[str, int], PartitionBatch] = {}
+        self._replays: dict[tuple[str, int], tuple[int, int]] = {}
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self) -> None:
-        self._consumer.subscribe(list(self._tables), on_revoke=self._on_revoke)
+        self._consumer.subscribe(list(self._tables), on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self._stopping.is_set():
                 for message in self._consumer.consume(num_messages=5000, timeout=0.2):
                     self._add(message)
-                self._flush(lambda batch: self._is_due(batch))
+                self._flush(self._is_due)
             self._flush(lambda batch: True)
         finally:
             self._consumer.close()  # leaves the group so partitions move at once
@@ -89,23 +105,47 @@ class Sink:
                 return
             raise translate(KafkaException(error), "consume")
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        batch = self._batches.get((topic, partition))
+        key = (topic, partition)
+        batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[(topic, partition)] = PartitionBatch(topic, partition, first_offset=offset)
+            batch = self._batches[key] = PartitionBatch(topic, partition, first_offset=offset)
         batch.last_offset = offset
-        spec = self._tables[topic]
+        value = message.value() or b""
+        batch.size_bytes += len(value)
         try:
-            batch.records.append(spec.codec.decode(message.value() or b""))
+            batch.records.append(self._tables[topic].codec.decode(value))
         except UndecodableMessage as exc:
-            self._dead_letter(
-                message.key(), str(exc), "undecodable_message", f"{topic}/{partition}/{offset}", message.value() or b""
-            )
+            self._dead_letter(message.key(), str(exc), "undecodable_message", f"{topic}/{partition}/{offset}", value)
+        replay = self._replays.get(key)
+        if replay is not None and (replay[0] != batch.first_offset or offset >= replay[1]):
+            del self._replays[key]
+            if replay[0] == batch.first_offset:  # the batch a crashed sink was writing: write it exactly again
+                self._flush(lambda b: b is batch)
+                return
+        if self._is_full(batch):
+            self._flush(lambda b: b is batch)
+
+    def _is_full(self, batch: PartitionBatch) -> bool:
+        s = self._settings
+        return len(batch.records) >= s.sink_batch_events or batch.size_bytes >= s.sink_batch_bytes
 
     def _is_due(self, batch: PartitionBatch) -> bool:
-        return (
-            len(batch.records) >= self._settings.sink_batch_events
-            or time.monotonic() - batch.started >= self._settings.sink_batch_seconds
-        )
+        """Full, or old enough; a batch re-forming a crashed one waits for its last offset instead of its age."""
+        if self._is_full(batch):
+            return True
+        age = time.monotonic() - batch.started
+        replay = self._replays.get((batch.topic, batch.partition))
+        if replay is not None and replay[0] == batch.first_offset:
+            return age >= max(REPLAY_WAIT_S, self._settings.sink_batch_seconds)
+        return age >= self._settings.sink_batch_seconds
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Learn the batches a previous owner of these partitions was writing (see the module docstring)."""
+        try:
+            self._replays = self._read_batches_in_flight()
+        except TrailhouseError as exc:  # only the token's help is lost: ReplacingMergeTree still collapses
+            log.warning("could not read the batches in flight, a replay may insert duplicate rows: %s", exc)
+            self._replays = {}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
@@ -138,11 +178,8 @@ class Sink:
         try:
             while True:
                 try:
-                    self._write(
-                        batch,
-                        batch.records,
-                        f"{batch.topic}:{batch.partition}:{batch.first_offset}:{batch.last_offset}",
-                    )
+                    self._record_batch_in_flight(batch)
+                    self._write(batch, batch.records, batch.token)
                     return
                 except ClickHouseUnavailable as exc:
                     if self._stopping.is_set():
@@ -160,19 +197,22 @@ class Sink:
                 self._consumer.resume(paused)
 
     def _write(self, batch: PartitionBatch, records: list[dict[str, Any]], token: str) -> None:
-        """Insert records; on a refusal, split to find the rows ClickHouse rejects and dead-letter them."""
+        """Insert records; on a refusal of rows, split to find the ones ClickHouse rejects and dead-letter them."""
         if not records:
             return
         spec = self._tables[batch.topic]
         try:
             insert(
                 self._client,
-                f"{self._settings.clickhouse_database}.{spec.table}",
+                self._layout.name(spec.table),
                 spec.columns,
                 spec.to_columns(records),
                 dedup_token=token,
+                settings=self._insert_settings,
             )
         except ClickHouseRejected as exc:
+            if not exc.about_rows:
+                raise
             if len(records) == 1:
                 record = records[0]
                 self._dead_letter(
@@ -186,6 +226,27 @@ class Sink:
             middle = len(records) // 2
             self._write(batch, records[:middle], f"{token}:a")
             self._write(batch, records[middle:], f"{token}:b")
+
+    def _record_batch_in_flight(self, batch: PartitionBatch) -> None:
+        row = (self._settings.sink_group, batch.topic, batch.partition, batch.first_offset, batch.last_offset)
+        insert(
+            self._client,
+            self._layout.name("sink_batches"),
+            _BATCH_COLUMNS,
+            [[value] for value in row],
+            settings=self._insert_settings,
+        )
+
+    def _read_batches_in_flight(self) -> dict[tuple[str, int], tuple[int, int]]:
+        sql = (
+            f"SELECT topic, partition, first_offset, last_offset FROM {self._layout.name('sink_batches')} FINAL "
+            "WHERE sink_group = {group:String}"
+        )
+        rows = call(
+            "read the batches in flight",
+            lambda: self._client.query(sql, parameters={"group": self._settings.sink_group}).result_rows,
+        )
+        return {(topic, partition): (first, last) for topic, partition, first, last in rows if topic in self._tables}
 
     def _deliver_dead_letters(self) -> None:
         """Dead letters must be in Kafka before the offsets that produced them are committed."""

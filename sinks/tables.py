@@ -1,7 +1,8 @@
 """Which topic goes into which ClickHouse table, and how its Avro records become columns. Pure, no I/O.
 
 The Avro field names are the column names, so a table's columns are read off its schema: adding a field to the
-schema (with a default) and a column to the table (in a migration) is all a new field needs.
+schema (with a default) and a column to the table (in a migration) is all a new field needs. Likewise, sinking a
+new topic is one line in `SINK_TOPICS` plus the migration that creates its table: the sink is the same for all.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import Codec
+from trailhouse.config import Settings
 
 
 @dataclass(frozen=True)
@@ -45,5 +47,15 @@ def events_table() -> TableSpec:
     return _spec("events", "Event")
 
 
-def sources_table() -> TableSpec:
-    return _spec("sources", "SourceState")
+# (Settings field naming the topic, table, Avro record name), for every topic the sink writes to ClickHouse.
+SINK_TOPICS: tuple[tuple[str, str, str], ...] = (
+    ("topic_events", "events", "Event"),
+    ("topic_sources", "sources", "SourceState"),
+    ("topic_alerts", "alerts", "Alert"),
+    ("topic_insights", "insights", "Insight"),
+)
+
+
+def sink_tables(settings: Settings) -> dict[str, TableSpec]:
+    """topic name -> where and how the sink writes its messages."""
+    return {getattr(settings, topic): _spec(table, schema) for topic, table, schema in SINK_TOPICS}

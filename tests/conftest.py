@@ -118,6 +118,8 @@ def settings(tmp_path: Path, unique: str, s3_endpoint: str) -> Settings:
         topic_raw=f"raw-{unique}",
         topic_events=f"events-{unique}",
         topic_dlq=f"dlq-{unique}",
+        topic_alerts=f"alerts-{unique}",
+        topic_sources=f"sources-{unique}",
         topic_registry=f"registry-{unique}",
         topic_checkpoints=f"checkpoints-{unique}",
         topic_insights=f"insights-{unique}",
@@ -149,9 +151,10 @@ def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def clickhouse(chdb_dsn: str, settings: Settings):
     from sinks.clickhouse import connect
+    from sinks.ddl import Layout
     from sinks.migrations import migrate
 
     client = connect(chdb_dsn)
-    migrate(client, settings.clickhouse_database)
+    migrate(client, Layout(settings.clickhouse_database))
     yield client
     client.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")

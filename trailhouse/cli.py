@@ -84,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     command("worker", "run the Faust worker stage: cloudtrail.raw -> cloudtrail.events", (KAFKA, WORKER))
     command("sink", "run the ClickHouse sink stage: cloudtrail.events -> ClickHouse", (KAFKA, CLICKHOUSE, SINK))
-    command("migrate", "create or upgrade the ClickHouse tables", (CLICKHOUSE,))
+    migrate = command("migrate", "create or upgrade the ClickHouse tables, and apply --retention", (CLICKHOUSE,))
+    migrate.add_argument(
+        "--print", action="store_true", help="print the DDL for these settings (e.g. --cluster) instead of running it"
+    )
 
     sources = commands_.add_parser("sources", help="register and inspect log sources")
     verbs = sources.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -136,12 +139,36 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--since", default=None, help="events at or after: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("--until", default=None, help="events before: 30m, 24h, 7d or an ISO date/time")
     search.add_argument("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
+    search.add_argument("--account", default=None, help="only events of these accounts (comma-separated, 12 digits)")
+    search.add_argument("--region", default=None, help="only events of these regions (comma-separated)")
+    search.add_argument("--source", default=None, help="only events of these source ids (comma-separated)")
     search.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "csv"),
         default="table",
-        help="table, or json: one event per line (default table)",
+        help="table; json: one event per line; csv: a header, then one row per event (default table)",
     )
+
+    bench = commands_.add_parser("bench", help="measure trailhouse on this machine")
+    benches = bench.add_subparsers(dest="verb", required=True, metavar="WHAT")
+    search_bench = benches.add_parser(
+        "search",
+        help="wildcard search designs on N generated events: insert cost, size, p50/p99 of account-number searches",
+        description="Generate N CloudTrail events (staged once, reused by later runs), load them into each design, "
+        "time searches for a busy account, a rare one and a miss. Prints figures; never fails on a time.",
+    )
+    add_setting_flags(search_bench, (CLICKHOUSE, SINK))
+    search_bench.add_argument("--events", type=_positive, default=2_000_000, help="events (default 2000000)")
+    search_bench.add_argument(
+        "--designs",
+        default="scan,ngrambf,text_ngrams,numbers",
+        help="comma-separated designs to compare: scan (the full-scan baseline), ngrambf, text_ngrams, numbers "
+        "(trailhouse's); default all",
+    )
+    search_bench.add_argument("--repeat", type=_positive, default=20, help="timed runs per query (default 20)")
+    search_bench.add_argument("--seed", type=int, default=0, help="random seed of the generated events (default 0)")
+    search_bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    search_bench.add_argument("--keep", action="store_true", help="keep the design databases (bench_*) afterwards")
 
     generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
     generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
@@ -193,7 +220,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if name == "sink":
         return commands.sink(settings)
     if name == "migrate":
-        print(commands.migrate(settings))
+        print(commands.migrate(settings, print_only=args.print))
         return 0
     if name == "sources":
         return _sources(args, settings)
@@ -206,6 +233,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return commands.insights(settings, since=since, source_id=args.source, limit=args.limit, output=args.format)
     if name == "generate":
         return _generate(args, settings)
+    if name == "bench":
+        print(
+            commands.bench_search(
+                settings,
+                events=args.events,
+                designs=_list(args.designs),
+                repeat=args.repeat,
+                seed=args.seed,
+                json_path=args.json,
+                keep=args.keep,
+            )
+        )
+        return 0
     raise AssertionError(name)
 
 
@@ -241,6 +281,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.search import SearchQuery, parse_query, parse_time
+    from trailhouse.sources import normalize_account
 
     now = datetime.now(UTC)
     query = SearchQuery(
@@ -248,8 +289,15 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         since=parse_time(args.since, now) if args.since else None,
         until=parse_time(args.until, now) if args.until else None,
         case_insensitive=args.ignore_case,
+        accounts=tuple(normalize_account(a) for a in _list(args.account)),
+        regions=_regions(args.region or ""),
+        sources=_list(args.source),
     )
     return commands.search(settings, query=query, limit=args.limit, count_only=args.count, output=args.format)
+
+
+def _list(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,8 +110,7 @@ def sources_status(settings: Settings) -> str:
     from datetime import timedelta
 
     from schemas import Codec
-    from sinks.clickhouse import connect
-    from sinks.migrations import migrate
+    from sinks.migrations import prepare
     from sinks.stats import source_states, source_totals
     from trailhouse.kafka import CompactedTable
     from trailhouse.status import source_status
@@ -121,8 +120,7 @@ def sources_status(settings: Settings) -> str:
         checkpoints = CompactedTable(settings, bootstrap, settings.topic_checkpoints, Codec.of("Checkpoint")).read()
     if not sources:
         return "no sources registered"
-    client = connect(settings.clickhouse_dsn)
-    migrate(client, settings.clickhouse_database)
+    client, _ = prepare(settings)
     totals = source_totals(client, settings.clickhouse_database)
     states = source_states(client, settings.clickhouse_database)
     now = datetime.now(UTC)
@@ -262,12 +260,22 @@ def sink(settings: Settings) -> int:
     return 0
 
 
-def migrate(settings: Settings) -> str:
+def migrate(settings: Settings, *, print_only: bool = False) -> str:
+    """Apply the migrations and the configured retention; or, with `print_only`, show the DDL without running it."""
     from sinks.clickhouse import connect
+    from sinks.ddl import Layout
     from sinks.migrations import migrate as apply
+    from sinks.migrations import statements
+    from sinks.retention import apply_retention
 
-    applied = apply(connect(settings.clickhouse_dsn), settings.clickhouse_database)
-    return f"applied migration(s) {', '.join(map(str, applied))}" if applied else "schema is up to date"
+    layout = Layout(settings.clickhouse_database, settings.cluster)
+    if print_only:
+        return ";\n\n".join(statements(layout)) + ";"
+    client = connect(settings.clickhouse_dsn)
+    applied = apply(client, layout)
+    lines = [f"applied migration(s) {', '.join(map(str, applied))}" if applied else "schema is up to date"]
+    lines += [" ".join(sql.split()) for sql in apply_retention(client, layout, settings.retention_days)]
+    return "\n".join(lines)
 
 
 # --- search --------------------------------------------------------------------------------------------------
@@ -283,18 +291,18 @@ def search(
     out: TextIO = sys.stdout,
 ) -> int:
     from sinks import search as engine
-    from sinks.clickhouse import connect
-    from sinks.migrations import migrate as apply
+    from sinks.migrations import prepare
 
-    client = connect(settings.clickhouse_dsn)
-    apply(client, settings.clickhouse_database)
+    client, _ = prepare(settings)
     if count_only:
         print(engine.count(client, settings.clickhouse_database, query), file=out)
         return 0
-    events = engine.search(client, settings.clickhouse_database, query, limit=limit)
+    events = engine.search(client, settings.clickhouse_database, query, limit=limit, with_record=output != "table")
     if output == "json":
         for event in events:
             out.write(_json_line(event))
+    elif output == "csv":
+        _write_csv(events, (*engine.RESULT_COLUMNS, "record"), out)
     else:
         rows = [
             [_cell(event[c]) for c in engine.RESULT_COLUMNS if c not in ("user_arn", "event_id")] for event in events
@@ -310,6 +318,17 @@ def _cell(value: Any) -> Any:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _write_csv(events: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:
+    """A header, then one row per event (RFC 4180 quoting), times in ISO 8601 UTC, the original record last."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for event in events:
+        values = (event.get(c) for c in columns)
+        writer.writerow([_iso(v) if isinstance(v, datetime) else ("" if v is None else v) for v in values])
 
 
 def _json_line(event: dict[str, Any]) -> str:
@@ -329,12 +348,10 @@ def insights(
     out: TextIO = sys.stdout,
 ) -> int:
     """`trailhouse insights`: the Start/End records of trailhouse's detector and of AWS's own Insights."""
-    from sinks.clickhouse import connect
     from sinks.insights_query import TABLE_HEADERS, list_insights, table_row
-    from sinks.migrations import migrate as apply
+    from sinks.migrations import prepare
 
-    client = connect(settings.clickhouse_dsn)
-    apply(client, settings.clickhouse_database)
+    client, _ = prepare(settings)
     found = list_insights(client, settings.clickhouse_database, since=since, source_id=source_id, limit=limit)
     if output == "json":
         for insight in found:
@@ -343,6 +360,33 @@ def insights(
         rows = [[_cell(cell) for cell in table_row(insight)] for insight in found]
         print(format_table(rows, list(TABLE_HEADERS)) if rows else "no insights", file=out)
     return 0
+
+
+# --- bench ---------------------------------------------------------------------------------------------------
+
+
+def bench_search(
+    settings: Settings,
+    *,
+    events: int,
+    designs: tuple[str, ...],
+    repeat: int,
+    seed: int,
+    json_path: str | None,
+    keep: bool,
+) -> str:
+    from pathlib import Path
+
+    from sinks.clickhouse import connect
+    from trailhouse.bench import bench_search as run
+    from trailhouse.bench import drop_designs, format_report, report_json
+
+    report = run(settings, events=events, designs=designs, repeat=repeat, seed=seed, progress=progress_printer())
+    if json_path:
+        Path(json_path).write_bytes(report_json(report))
+    if not keep:
+        drop_designs(connect(settings.clickhouse_dsn), designs)
+    return format_report(report)
 
 
 # --- generate ------------------------------------------------------------------------------------------------

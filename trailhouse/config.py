@@ -81,6 +81,7 @@ class Settings:
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
     topic_sources: str = _setting("cloudtrail.sources", "compacted topic of per-source state (SourceState)", KAFKA)
+    topic_alerts: str = _setting("cloudtrail.alerts", "topic of detection alerts (Alert)", KAFKA)
     topic_insights: str = _setting(
         "cloudtrail.insights", "topic of Insights events (Insight: the detector's, and AWS-made ones)", KAFKA
     )
@@ -94,6 +95,18 @@ class Settings:
         secret=True,
     )
     clickhouse_database: str = _setting("trailhouse", "ClickHouse database of trailhouse's tables", CLICKHOUSE)
+    cluster: str | None = _setting(
+        None,
+        "ClickHouse cluster (a name in the servers' remote_servers): DDL runs ON CLUSTER, tables are replicated "
+        "and sharded behind Distributed tables; unset = one server",
+        CLICKHOUSE,
+    )
+    retention: str | None = _setting(
+        None,
+        "delete events and alerts this long after their event time: 400d, 52w or 7y (a year is 365 days); "
+        "'forever' removes a retention set before; unset = leave the tables' retention as it is",
+        CLICKHOUSE,
+    )
     clickhouse_ca_file: Path | None = _setting(
         None,
         "PEM file of the CA that signed the ClickHouse server's certificate (https); unset = system CAs",
@@ -186,6 +199,9 @@ class Settings:
 
     sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
     sink_batch_events: int = _setting(50_000, "events per ClickHouse insert, at most", SINK)
+    sink_batch_bytes: int = _setting(
+        64 * 1024 * 1024, "bytes of messages per ClickHouse insert, at most (bounds the sink's memory)", SINK
+    )
     sink_batch_seconds: float = _setting(1.0, "seconds a partial batch waits before it is inserted", SINK)
 
     @property
@@ -205,6 +221,11 @@ class Settings:
         if self.worker_rebalance_timeout is not None:
             return self.worker_rebalance_timeout
         return 4.0 if self.embedded_kafka else 60.0
+
+    @property
+    def retention_days(self) -> int | None:
+        """The configured retention in days; 0 means forever, None means not configured (leave it unchanged)."""
+        return None if self.retention is None else parse_retention(self.retention)
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -233,6 +254,21 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+_RETENTION_UNITS = {"d": 1, "w": 7, "y": 365}
+
+
+def parse_retention(text: str) -> int:
+    """'400d', '52w', '7y' or a number of days as days; 'forever' (or 0) as 0."""
+    value = text.strip().lower()
+    if value in ("forever", "none", "0", "0d"):
+        return 0
+    unit = value[-1] if value[-1:] in _RETENTION_UNITS else "d"
+    number = value[:-1] if value[-1:] in _RETENTION_UNITS else value
+    if not number.isdigit() or int(number) < 1:
+        raise ConfigError(f"retention={text!r}: use a number of days, weeks or years (400d, 52w, 7y) or 'forever'")
+    return int(number) * _RETENTION_UNITS[unit]
 
 
 def env_name(name: str) -> str:
@@ -323,7 +359,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"kafka_compression={s.kafka_compression!r}: use none, gzip, lz4 or zstd")
     if s.raw_chunk_bytes < 64 * 1024:
         raise ConfigError(f"raw_chunk_bytes={s.raw_chunk_bytes} is too small: use at least 65536")
-    for name in ("kafka_partitions", "kafka_replication", "sink_batch_events", "poll_download_concurrency"):
+    for name in (
+        "kafka_partitions",
+        "kafka_replication",
+        "sink_batch_events",
+        "sink_batch_bytes",
+        "poll_download_concurrency",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window", "sqs_visibility_timeout"):
@@ -341,6 +383,10 @@ def _validate(s: Settings) -> None:
         )
     if not s.clickhouse_database.replace("_", "").isalnum():
         raise ConfigError(f"clickhouse_database={s.clickhouse_database!r}: use letters, digits and underscores")
+    if s.cluster is not None and not s.cluster.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"cluster={s.cluster!r}: use the cluster's name from remote_servers (letters, digits, _ -)")
+    if s.retention is not None:
+        parse_retention(s.retention)
     if s.clickhouse_ca_file is not None and not s.clickhouse_ca_file.is_file():
         raise ConfigError(f"clickhouse_ca_file={s.clickhouse_ca_file}: no such file; mount the CA bundle there")
     if s.http_port is not None and not 0 <= s.http_port <= 65533:

@@ -114,6 +114,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_events),
         TopicSpec(settings.topic_dlq),
         TopicSpec(settings.topic_sources, compacted=True),
+        TopicSpec(settings.topic_alerts),
         TopicSpec(settings.topic_insights),
         TopicSpec(settings.topic_registry, compacted=True),
         TopicSpec(settings.topic_checkpoints, compacted=True),

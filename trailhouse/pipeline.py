@@ -82,8 +82,11 @@ class Pipeline:
 
     def drain_plan(self) -> list[tuple[str, list[str]]]:
         """(consumer group, its input topics), in pipeline order."""
+        from sinks.tables import SINK_TOPICS
+
         s = self._settings
-        return [(s.worker_group, [s.topic_raw, s.topic_checkpoints]), (s.sink_group, [s.topic_events, s.topic_sources])]
+        sunk = [getattr(s, topic) for topic, _, _ in SINK_TOPICS]  # events first: progress is shown for it
+        return [(s.worker_group, [s.topic_raw, s.topic_checkpoints]), (s.sink_group, sunk)]
 
     def ends(self, topics: list[str]) -> dict[str, dict[int, int]]:
         return {topic: end_offsets(self._settings, self._bootstrap, topic) for topic in topics}

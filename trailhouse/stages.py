@@ -102,22 +102,19 @@ def sqs_stage(settings: Settings, bootstrap: str, queue_url: str, health: Health
 
 
 def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Stage:
-    from sinks.clickhouse import connect
-    from sinks.migrations import migrate
+    from sinks.migrations import prepare
     from sinks.sink import Sink
-    from sinks.tables import events_table, sources_table
+    from sinks.tables import sink_tables
     from trailhouse.kafka import ensure_topics, watch_consumer_stats
     from trailhouse.metrics import ConsumerGroupMetrics, sink_writes
 
     ensure_topics(settings, bootstrap)
-    client = connect(settings.clickhouse_dsn)
-    migrate(client, settings.clickhouse_database)
+    client, _ = prepare(settings)
     on_write = None
     if health is not None:
         watch_consumer_stats(ConsumerGroupMetrics(health, settings.sink_group).on_stats)
         on_write = sink_writes(health)
-    tables = {settings.topic_events: events_table(), settings.topic_sources: sources_table()}
-    return Sink(settings, bootstrap, client, tables, on_write=on_write)
+    return Sink(settings, bootstrap, client, sink_tables(settings), on_write=on_write)
 
 
 def serve_stage(stage: str, settings: Settings, run: Callable[[Health], None]) -> None:

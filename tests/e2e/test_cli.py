@@ -1,12 +1,15 @@
 """The command line end to end on generated logs: several accounts, an s3:// and a file:// source."""
 
+import csv
 import gzip
+import io
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from sinks.search import RESULT_COLUMNS
 from tests.e2e.cli import Trailhouse
 
 pytestmark = pytest.mark.e2e
@@ -15,8 +18,17 @@ pytestmark = pytest.mark.e2e
 def _records_per_account(files: list[tuple[str, bytes]]) -> Counter[str]:
     """Records per account of the key, read straight from the generated files."""
     counts: Counter[str] = Counter()
+    for (account, _), n in _records_per_account_and_region(files).items():
+        counts[account] += n
+    return counts
+
+
+def _records_per_account_and_region(files: list[tuple[str, bytes]]) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
     for key, body in files:
-        counts[key.split("/")[key.split("/").index("AWSLogs") + 1]] += len(json.loads(gzip.decompress(body))["Records"])
+        parts = key.split("/")
+        at = parts.index("AWSLogs")
+        counts[(parts[at + 1], parts[at + 3])] += len(json.loads(gzip.decompress(body))["Records"])
     return counts
 
 
@@ -75,6 +87,19 @@ def test_generated_logs_of_several_accounts_from_s3_and_a_folder(s3, s3_endpoint
     rows = trailhouse("search", "*123456789012*", "--limit", "5").stdout.splitlines()
     assert rows[0].split()[:2] == ["EVENT_TIME", "RECIPIENT_ACCOUNT_ID"] and len(rows) == 6
 
+    per_region = _records_per_account_and_region(_s3_files(client, bucket))
+    account = s3_accounts[-1]
+    narrowed = trailhouse("search", "*", "--account", account, "--region", "eu-west-1", "--count").stdout
+    assert int(narrowed) == per_region[(account, "eu-west-1")] > 0
+    table = list(
+        csv.reader(io.StringIO(trailhouse("search", f"*{account}*", "--format", "csv", "--limit", "3").stdout))
+    )
+    assert table[0] == [*RESULT_COLUMNS, "record"] and len(table) == 4
+    assert all(account in row and json.loads(row[-1])["eventID"] == row[1] for row in table[1:])
+    describes = int(trailhouse("search", "eventName:Describe*", "--count").stdout)
+    others = int(trailhouse("search", "NOT", "eventName:Describe*", "--count").stdout)
+    assert describes > 0 and describes + others == expected_total
+
     status = trailhouse("sources", "status").stdout
     assert status.count(" ONLINE ") == 2 * len(s3_accounts) + 1
 
@@ -109,3 +134,15 @@ def test_a_bad_search_is_refused_with_words(tmp_path):
 def test_a_single_stage_without_a_shared_kafka_says_what_to_do(tmp_path):
     result = Trailhouse(tmp_path / "data", {})("poll", ok=False)
     assert result.returncode == 2 and "--kafka-bootstrap" in result.stderr
+
+
+def test_migrate_prints_the_cluster_ddl_for_review_without_connecting(tmp_path):
+    out = Trailhouse(tmp_path / "data", {})("migrate", "--print", "--cluster", "prod").stdout
+    assert "CREATE TABLE IF NOT EXISTS trailhouse.events_local ON CLUSTER prod" in out
+    assert "ENGINE = Distributed('prod', 'trailhouse', 'events_local', cityHash64(event_id))" in out
+    assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_a_bad_retention_is_refused_with_words(tmp_path):
+    result = Trailhouse(tmp_path / "data", {})("migrate", "--retention", "400 days", ok=False)
+    assert result.returncode == 2 and "400d, 52w, 7y" in result.stderr and "Traceback" not in result.stderr

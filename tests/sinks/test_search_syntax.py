@@ -104,3 +104,62 @@ def test_times_are_relative_or_iso(text, expected):
 def test_bad_times_explain_the_forms():
     with pytest.raises(SearchSyntaxError, match="30m, 24h, 7d"):
         parse_time("last tuesday", NOW)
+
+
+def test_not_negates_the_next_term_only():
+    assert parse_query("*Delete* NOT eventName:Get* NOT x y") == (
+        Term("record", "*Delete*"),
+        Term("event_name", "Get*", negated=True),
+        Term("record", "x", negated=True),
+        Term("record", "y"),
+    )
+    assert parse_query('"NOT" not') == (Term("record", "NOT"), Term("record", "not"))
+
+
+@pytest.mark.parametrize(("query", "message"), [("x NOT", "needs a term after it"), ("NOT NOT x", "NOT NOT")])
+def test_a_dangling_not_says_what_to_write(query, message):
+    with pytest.raises(SearchSyntaxError, match=message):
+        parse_query(query)
+
+
+def test_a_negated_term_is_wrapped_and_a_null_field_counts_as_not_matching():
+    where, _ = where_clause(SearchQuery((Term("record", "a", negated=True), Term("read_only", "true", negated=True))))
+    assert where == "NOT (record LIKE {p0:String}) AND NOT (ifNull(toString(read_only), '') LIKE {p1:String})"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "where", "windows"),
+    [
+        ("*123456789012*", "has(search_numbers, {p0_0:String})", ["123456789012"]),
+        ("123456789012", "has(search_numbers, {p0_0:String})", ["123456789012"]),
+        (
+            "*1234567890123*",
+            "has(search_numbers, {p0_0:String}) AND has(search_numbers, {p0_1:String}) AND record LIKE {p0:String}",
+            ["123456789012", "234567890123"],
+        ),
+        (
+            "arn:aws:iam::123456789012:*",
+            "has(search_numbers, {p0_0:String}) AND record LIKE {p0:String}",
+            ["123456789012"],
+        ),
+        ("*12345?789012*", "record LIKE {p0:String}", []),
+        ("*12345678901*", "record LIKE {p0:String}", []),
+    ],
+)
+def test_long_digit_runs_use_the_number_index(pattern, where, windows):
+    clause, params = where_clause(SearchQuery((Term("record", pattern),)))
+    assert clause == where
+    assert [v for k, v in sorted(params.items()) if k.startswith("p0_")] == windows
+
+
+def test_the_number_index_is_not_used_where_it_cannot_answer():
+    for term in (Term("record", "*123456789012*", negated=True), Term("user_arn", "*123456789012*")):
+        assert "search_numbers" not in where_clause(SearchQuery((term,)))[0]
+    plain, _ = where_clause(SearchQuery((Term("record", "*123456789012*"),)), number_index=False)
+    assert plain == "record LIKE {p0:String}"
+
+
+def test_account_region_and_source_filters_are_parameters():
+    where, params = where_clause(SearchQuery((), accounts=("123456789012",), regions=("us-east-1", "eu-west-1")))
+    assert where == "recipient_account_id IN {accounts:Array(String)} AND aws_region IN {regions:Array(String)}"
+    assert params == {"accounts": ["123456789012"], "regions": ["us-east-1", "eu-west-1"]}
