@@ -89,15 +89,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
     detector_heads = app.Table("insight-sources", default=None)
     detector_apis = app.Table("insight-apis", default=None)
-    sensitivity = Sensitivity(
-        min_volume=settings.insights_min_volume,
-        ratio=settings.insights_ratio,
-        z=settings.insights_z,
-        p_value=settings.insights_p_value,
-        min_history_minutes=int(settings.insights_min_history // 60),
-        lateness_minutes=int(settings.insights_lateness // 60),
-        end_after=settings.insights_end_after,
-    )
+    sensitivity = Sensitivity.of(settings)
 
     async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
         return [await app.producer.send(topic, key, value, None, None, None) for value in values]

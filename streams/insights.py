@@ -60,6 +60,19 @@ class Sensitivity:
     end_after: int = 2
     lateness_minutes: int = 10
 
+    @classmethod
+    def of(cls, settings: Any) -> Sensitivity:
+        """From trailhouse's Settings (`insights_*`; durations in seconds there, minutes here)."""
+        return cls(
+            min_volume=settings.insights_min_volume,
+            ratio=settings.insights_ratio,
+            z=settings.insights_z,
+            p_value=settings.insights_p_value,
+            min_history_minutes=int(settings.insights_min_history // 60),
+            lateness_minutes=int(settings.insights_lateness // 60),
+            end_after=settings.insights_end_after,
+        )
+
 
 @dataclass(frozen=True)
 class Observation:

@@ -389,6 +389,20 @@ def bench_search(
     return format_report(report)
 
 
+def bench_insights(settings: Settings, *, sources: int, days: int, seed: int, json_path: str | None) -> str:
+    """`trailhouse bench insights` with the worker's configured sensitivity, so a user can try their own."""
+    import dataclasses
+    from pathlib import Path
+
+    from streams.insights import Sensitivity
+    from trailhouse.bench_insights import format_report, run
+
+    report = run(sources=sources, days=days, seed=seed, sensitivity=Sensitivity.of(settings))
+    if json_path:
+        Path(json_path).write_bytes(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2))
+    return format_report(report)
+
+
 # --- generate ------------------------------------------------------------------------------------------------
 
 
