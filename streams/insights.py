@@ -17,8 +17,11 @@ The baseline is the larger of the API's mean per minute for the same hour of day
 days), so a daytime peak is measured against daytimes and a burst at night against nights (seasonality), and
 its mean over the previous hour, so traffic that drifted up since last week is the new normal (see `baseline`).
 The hourly totals keep calls, minutes and sums of squares, so rate and variance come from the same minutes.
-Every closed minute feeds the baseline, unusual ones included: a lasting change of level becomes the new normal
-rather than an endless insight, and a short burst moves a week's baseline by little. With less than
+Every closed minute feeds the baseline, unusual ones included, so a lasting change of level becomes the new
+normal (through the previous-hour view) rather than an endless insight. The variance is robust: a minute's
+square is taken of its count clipped at the larger of `ratio` times the same-hour-of-day rate and `min_volume`,
+so one ramp or burst cannot inflate a week of that hour's variance (unclipped, a ramp at 3 a.m. made 3 a.m. of
+the next days deaf to 5x bursts: `trailhouse bench insights`, NOTES.md). With less than
 `min_history` of history for an API, nothing is flagged (AWS waits up to 36 h after Insights is enabled); the
 baseline then uses the history there is. Memory per API is fixed: 168 hourly
 totals (a week) and top-K attribution counters, whatever the traffic.
@@ -220,6 +223,7 @@ def _catch_up(api: dict[str, Any], key: str, before: int, source_id: str, s: Sen
 class Baseline:
     rate: float  # expected calls per minute
     variance: float  # of the per-minute count, at least `rate` (Poisson) and more when the API is bursty
+    seasonal_rate: float = 0.0  # the same-hour-of-day view alone (what a minute's square is clipped against)
 
 
 def baseline(api: dict[str, Any], minute: int) -> Baseline:
@@ -240,7 +244,7 @@ def baseline(api: dict[str, Any], minute: int) -> Baseline:
         seasonal = max(seen, default=_moments(*_plus(api["week"], current, -1)))
     recent = _moments(*api["hours"].get(str(hour - 1), (0, 0, 0)))
     rate, variance = max(seasonal, recent)
-    return Baseline(rate, max(variance, rate))
+    return Baseline(rate, max(variance, rate), seasonal[0])
 
 
 def _moments(calls: int, minutes: int, squares: int) -> tuple[float, float]:
@@ -283,15 +287,13 @@ def is_unusual(count: int, base: Baseline, s: Sensitivity) -> bool:
 def _close(
     api: dict[str, Any], key: str, minute: int, entry: dict[str, Any], source_id: str, s: Sensitivity
 ) -> Iterator[dict[str, Any]]:
-    """Decide one closed minute of one API; every minute then feeds the baseline, unusual ones included, so a
-    lasting change of level becomes the new normal instead of an endless insight (a short burst moves a week's
-    baseline by little)."""
+    """Decide one closed minute of one API; every minute then feeds the baseline (module docstring)."""
     count = entry["n"]
     if count:
         api["last_active"] = minute
     insight = api["insight"]
+    base = baseline(api, minute)
     if insight is None:
-        base = baseline(api, minute)
         if minute - api["first"] >= s.min_history_minutes and is_unusual(count, base, s):
             api["insight"] = {
                 "start": minute,
@@ -325,7 +327,7 @@ def _close(
             insight["minutes"] -= insight["normal"]
             api["insight"] = None
             yield insight_record(source_id, key, insight, "End", insight["start"] + insight["minutes"])
-    _feed_baseline(api, minute, count, entry)
+    _feed_baseline(api, minute, count, entry, clip=max(math.ceil(s.ratio * base.seasonal_rate), s.min_volume))
 
 
 def _add_all(into: dict[str, dict[str, float]], attr: dict[str, dict[str, float]]) -> None:
@@ -334,9 +336,12 @@ def _add_all(into: dict[str, dict[str, float]], attr: dict[str, dict[str, float]
             _top_k_add(into[dim], value, n)
 
 
-def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str, Any]) -> None:
+def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str, Any], clip: int = 0) -> None:
+    """Add one minute; its square is taken of the count clipped at `clip` (if any), so one burst cannot inflate
+    the variance of a week of that hour."""
     hour = minute // 60
-    added = (count, 1, count * count)
+    bounded = min(count, clip) if clip else count
+    added = (count, 1, bounded * bounded)
     for old in [h for h in api["hours"] if int(h) <= hour - HOURS_KEPT]:
         expired = api["hours"].pop(old)
         _shift(api, int(old), expired, -1)

@@ -240,3 +240,13 @@ def test_a_batch_changes_only_the_apis_it_touched_and_forgets_apis_silent_for_a_
     assert gone.forgotten == {KEY, other} and state["apis"] == {}
     add_events(state, [_obs(week_later + 15)], SOURCE, S)
     assert state["apis"][KEY]["first"] == week_later, "back with a new history (and a new wait for enough of it)"
+
+
+def test_a_burst_does_not_deafen_the_same_hour_of_the_following_days():
+    """The variance is robust: one burst's squares are clipped, so a smaller burst at the same hour days later
+    still stands out (unclipped, the first made the hour's standard deviation ~6 calls a minute)."""
+    counts = _flat(8 * 1440, 2)
+    first, second = T0 + 2 * 1440 + 600, T0 + 7 * 1440 + 600
+    counts.update({first + m: 30 for m in range(20)})
+    counts.update({second + m: 20 for m in range(5)})
+    assert [_minute(r) for r in _starts(_run(_series(counts)))] == [first, second]
