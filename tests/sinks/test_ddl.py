@@ -72,8 +72,9 @@ def test_retention_alters_the_tables_that_hold_the_rows():
     assert [" ".join(s.split()) for s in retention_statements(CLUSTER, 400, {})] == [
         "ALTER TABLE trailhouse.events_local ON CLUSTER prod MODIFY TTL toDateTime(event_time) + toIntervalDay(400)",
         "ALTER TABLE trailhouse.alerts_local ON CLUSTER prod MODIFY TTL toDateTime(alert_time) + toIntervalDay(400)",
+        "ALTER TABLE trailhouse.insights_local ON CLUSTER prod MODIFY TTL toDateTime(event_time) + toIntervalDay(400)",
     ]
-    current = {"events": "toDateTime(event_time) + toIntervalDay(400)", "alerts": None}
+    current = {"events": "toDateTime(event_time) + toIntervalDay(400)", "alerts": None, "insights": None}
     assert [s.split()[2] for s in retention_statements(Layout("t"), 0, current)] == ["t.events"]
     assert retention_statements(Layout("t"), 400, current)[0].endswith(
         "MODIFY TTL toDateTime(alert_time) + toIntervalDay(400)"

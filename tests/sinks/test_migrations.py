@@ -41,6 +41,7 @@ def test_from_empty_every_table_and_view_is_created_once(empty):
     assert _objects(client, layout.database) == {
         "events": "ReplacingMergeTree",
         "alerts": "ReplacingMergeTree",
+        "insights": "ReplacingMergeTree",
         "sources": "ReplacingMergeTree",
         "sink_batches": "ReplacingMergeTree",
         "schema_migrations": "ReplacingMergeTree",
@@ -100,7 +101,7 @@ def test_several_sinks_migrating_at_once_end_in_the_same_schema(empty, chdb_dsn)
     client = connect(chdb_dsn)
     assert applied_versions(client, layout) == set(range(1, LATEST + 1))
     assert migrate(client, layout) == []
-    assert len(_objects(client, layout.database)) == 8
+    assert len(_objects(client, layout.database)) == 9
 
 
 def _event(event_id: str, when: datetime) -> dict:
@@ -116,15 +117,16 @@ def test_retention_deletes_by_event_time_and_can_be_lifted(clickhouse, settings)
     insert(clickhouse, layout.name("events"), spec.columns, spec.to_columns(rows))
 
     assert apply_retention(clickhouse, layout, None) == []  # not configured: nothing changes
-    assert len(apply_retention(clickhouse, layout, 400)) == 2
+    assert len(apply_retention(clickhouse, layout, 400)) == 3
     assert apply_retention(clickhouse, layout, 400) == []  # already so
     assert current_ttls(clickhouse, layout) == {
         "events": "toDateTime(event_time) + toIntervalDay(400)",
         "alerts": "toDateTime(alert_time) + toIntervalDay(400)",
+        "insights": "toDateTime(event_time) + toIntervalDay(400)",
     }
     clickhouse.command(f"OPTIMIZE TABLE {layout.name('events')} FINAL")
     ids = {r[0] for r in clickhouse.query(f"SELECT event_id FROM {layout.name('events')}").result_rows}
     assert ids == {"recent"}
 
-    assert len(apply_retention(clickhouse, layout, 0)) == 2  # forever
-    assert current_ttls(clickhouse, layout) == {"events": None, "alerts": None}
+    assert len(apply_retention(clickhouse, layout, 0)) == 3  # forever
+    assert current_ttls(clickhouse, layout) == {"events": None, "alerts": None, "insights": None}
