@@ -70,6 +70,7 @@ class Report:
     recall: dict[str, float]
     found: dict[str, str]
     delay_minutes_p50: float | None
+    delay_minutes_p95: float | None
     delay_minutes_max: int | None
     false_per_source_day: float
     below_min_volume: int
@@ -252,6 +253,7 @@ def score(
         recall={kind: round(sum(v) / len(v), 4) for kind, v in sorted(found.items())},
         found={kind: f"{sum(v)}/{len(v)}" for kind, v in sorted(found.items())},
         delay_minutes_p50=delays[len(delays) // 2] if delays else None,
+        delay_minutes_p95=delays[min(len(delays) - 1, int(0.95 * len(delays)))] if delays else None,
         delay_minutes_max=delays[-1] if delays else None,
         false_per_source_day=round(false / (sources * days), 4),
         below_min_volume=len(anomalies) - len(scored),
@@ -274,7 +276,8 @@ def format_report(report: Report) -> str:
         f"  insights started: {report.insights} ({report.true_insights} on injected anomalies)",
         f"  precision: {report.precision:.3f}",
         *(f"  recall {kind}: {report.recall[kind]:.3f} ({report.found[kind]})" for kind in report.recall),
-        f"  burst detection delay (event-time minutes): p50 {report.delay_minutes_p50}, max {report.delay_minutes_max}"
+        f"  burst detection delay (event-time minutes): p50 {report.delay_minutes_p50}, "
+        f"p95 {report.delay_minutes_p95}, max {report.delay_minutes_max}"
         f" (+ allowed lateness {report.sensitivity['lateness_minutes']} min before the decision)",
         f"  false insights per source per day: {report.false_per_source_day}",
         f"  anomalies below the minimum volume (not scored): {report.below_min_volume}",
