@@ -138,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         help="table, or json: one event per line (default table)",
     )
 
+    _add_bench(commands_)
+
     generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
     generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
     generate.add_argument("--events", type=_positive, default=10_000, help="records (default 10000)")
@@ -147,6 +149,44 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--start", default=None, help="first event time, ISO UTC (default: --span before now)")
     generate.add_argument("--span-hours", type=float, default=24.0, help="hours the events spread over (default 24)")
     return parser
+
+
+def _add_bench(commands_: argparse._SubParsersAction) -> None:
+    """`trailhouse bench <verb>`: measurements that report, never assert."""
+    bench = commands_.add_parser("bench", help="measure trailhouse on this machine (reports, never asserts)")
+    verbs = bench.add_subparsers(dest="verb", required=True, metavar="VERB")
+    pipeline = verbs.add_parser(
+        "pipeline",
+        help="throughput of each stage and end to end vs chDB's own ingest, freshness, peak RSS (embedded stack)",
+    )
+    add_setting_flags(pipeline, ALL_SCOPES)
+    pipeline.add_argument("--events", type=_positive, default=100_000, help="events to generate (default 100000)")
+    pipeline.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
+    pipeline.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
+    pipeline.add_argument("--scale", action="store_true", help="run again at 4x --events: does peak RSS grow?")
+    pipeline.add_argument(
+        "--freshness-seconds", type=float, default=30.0, help="seconds of steady new files, 0 for none (default 30)"
+    )
+    pipeline.add_argument(
+        "--freshness-rate", type=float, default=1000.0, help="events/s of the steady new files (default 1000)"
+    )
+    pipeline.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from trailhouse.bench_pipeline import BenchSpec, bench_pipeline, write_report
+
+    spec = BenchSpec(
+        events=args.events,
+        accounts=args.accounts,
+        seed=args.seed,
+        scale=args.scale,
+        freshness_seconds=args.freshness_seconds,
+        freshness_rate=args.freshness_rate,
+    )
+    report = bench_pipeline(settings, spec, progress=lambda line: print(f"==> {line}", file=sys.stderr, flush=True))
+    print(write_report(report, args.json))
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -196,6 +236,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _search(args, settings)
     if name == "generate":
         return _generate(args, settings)
+    if name == "bench":
+        return _bench(args, settings)
     raise AssertionError(name)
 
 
