@@ -53,7 +53,6 @@ _INSIGHT = Codec.of("Insight")
 SILENT_SOURCES_EVERY_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
-CHANGELOG_BUFFER_MESSAGES = 20_000
 log = logging.getLogger(__name__)
 
 
@@ -271,9 +270,6 @@ def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
         settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
     )
     app = build_app(settings, bootstrap, web_port=web_port)
-    # Table updates (one de-dup changelog message per event) queue in Faust's producer buffer; past its limit
-    # (100) the agent stops after every message to drain it one message at a time. A chunk's worth is fine.
-    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
     observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
