@@ -149,9 +149,24 @@ def _parser() -> argparse.ArgumentParser:
         help="table; json: one event per line; csv: a header, then one row per event (default table)",
     )
 
-    bench = commands_.add_parser("bench", help="measure trailhouse on this machine")
-    benches = bench.add_subparsers(dest="verb", required=True, metavar="WHAT")
-    search_bench = benches.add_parser(
+    _add_bench(commands_)
+
+    generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
+    generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
+    generate.add_argument("--events", type=_positive, default=10_000, help="records (default 10000)")
+    generate.add_argument("--accounts", type=_positive, default=3, help="accounts (default 3)")
+    generate.add_argument("--regions", default="us-east-1", help="comma-separated regions (default us-east-1)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--start", default=None, help="first event time, ISO UTC (default: --span before now)")
+    generate.add_argument("--span-hours", type=float, default=24.0, help="hours the events spread over (default 24)")
+    return parser
+
+
+def _add_bench(commands_: argparse._SubParsersAction) -> None:
+    """`trailhouse bench <verb>`: measurements that report, never assert."""
+    bench = commands_.add_parser("bench", help="measure trailhouse on this machine (reports, never asserts)")
+    verbs = bench.add_subparsers(dest="verb", required=True, metavar="VERB")
+    search_bench = verbs.add_parser(
         "search",
         help="wildcard search designs on N generated events: insert cost, size, p50/p99 of account-number searches",
         description="Generate N CloudTrail events (staged once, reused by later runs), load them into each design, "
@@ -170,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     search_bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     search_bench.add_argument("--keep", action="store_true", help="keep the design databases (bench_*) afterwards")
 
-    insights_bench = benches.add_parser(
+    insights_bench = verbs.add_parser(
         "insights",
         help="the Insights detector on simulated traffic with known anomalies: precision, recall, delay",
         description="Simulate several sources over days of traffic (daily and weekly rhythm, noise, rare APIs), "
@@ -183,15 +198,55 @@ def _parser() -> argparse.ArgumentParser:
     insights_bench.add_argument("--seed", type=int, default=0, help="random seed of the traffic (default 0)")
     insights_bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
 
-    generate = command("generate", "write realistic CloudTrail log files to a folder or bucket", (S3,))
-    generate.add_argument("out", help="folder (path or file:///path) or s3://bucket[/prefix]")
-    generate.add_argument("--events", type=_positive, default=10_000, help="records (default 10000)")
-    generate.add_argument("--accounts", type=_positive, default=3, help="accounts (default 3)")
-    generate.add_argument("--regions", default="us-east-1", help="comma-separated regions (default us-east-1)")
-    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    generate.add_argument("--start", default=None, help="first event time, ISO UTC (default: --span before now)")
-    generate.add_argument("--span-hours", type=float, default=24.0, help="hours the events spread over (default 24)")
-    return parser
+    pipeline = verbs.add_parser(
+        "pipeline",
+        help="throughput of each stage and end to end vs chDB's own ingest, freshness, peak RSS (embedded stack)",
+    )
+    add_setting_flags(pipeline, ALL_SCOPES)
+    pipeline.add_argument("--events", type=_positive, default=100_000, help="events to generate (default 100000)")
+    pipeline.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
+    pipeline.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
+    pipeline.add_argument("--scale", action="store_true", help="run again at 4x --events: does peak RSS grow?")
+    pipeline.add_argument(
+        "--freshness-seconds", type=float, default=30.0, help="seconds of steady new files, 0 for none (default 30)"
+    )
+    pipeline.add_argument(
+        "--freshness-rate", type=float, default=1000.0, help="events/s of the steady new files (default 1000)"
+    )
+    pipeline.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.verb == "search":
+        report = commands.bench_search(
+            settings,
+            events=args.events,
+            designs=_list(args.designs),
+            repeat=args.repeat,
+            seed=args.seed,
+            json_path=args.json,
+            keep=args.keep,
+        )
+        print(report)
+        return 0
+    if args.verb == "insights":
+        print(
+            commands.bench_insights(settings, sources=args.sources, days=args.days, seed=args.seed, json_path=args.json)
+        )
+        return 0
+    from trailhouse.bench_pipeline import BenchSpec, bench_pipeline, write_report
+
+    spec = BenchSpec(
+        events=args.events,
+        accounts=args.accounts,
+        seed=args.seed,
+        scale=args.scale,
+        freshness_seconds=args.freshness_seconds,
+        freshness_rate=args.freshness_rate,
+    )
+    report = bench_pipeline(settings, spec, progress=lambda line: print(f"==> {line}", file=sys.stderr, flush=True))
+    print(write_report(report, args.json))
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -246,24 +301,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return commands.insights(settings, since=since, source_id=args.source, limit=args.limit, output=args.format)
     if name == "generate":
         return _generate(args, settings)
-    if name == "bench" and args.verb == "insights":
-        print(
-            commands.bench_insights(settings, sources=args.sources, days=args.days, seed=args.seed, json_path=args.json)
-        )
-        return 0
     if name == "bench":
-        print(
-            commands.bench_search(
-                settings,
-                events=args.events,
-                designs=_list(args.designs),
-                repeat=args.repeat,
-                seed=args.seed,
-                json_path=args.json,
-                keep=args.keep,
-            )
-        )
-        return 0
+        return _bench(args, settings)
     raise AssertionError(name)
 
 

@@ -44,16 +44,28 @@ class StageDied(TerminalError):
 class Pipeline:
     """The worker and sink child processes, plus drain checks against their consumer groups."""
 
-    def __init__(self, settings: Settings, bootstrap: str, ports: dict[str, int] | None = None) -> None:
-        """`ports`: each child's /healthz and /metrics port (health.run_ports); None = no servers."""
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        ports: dict[str, int] | None = None,
+        stages: tuple[str, ...] = CHILD_STAGES,
+    ) -> None:
+        """`ports`: each child's /healthz and /metrics port (health.run_ports); None = no servers. `stages`: which
+        child stages to start (a benchmark runs one alone)."""
         self._settings = settings
         self._bootstrap = bootstrap
         self._ports = ports or {}
+        self._stages = stages
         self._children: dict[str, multiprocessing.process.BaseProcess] = {}
+
+    @property
+    def pids(self) -> dict[str, int | None]:
+        return {name: process.pid for name, process in self._children.items()}
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
-        for name in CHILD_STAGES:
+        for name in self._stages:
             settings = self._settings.with_(http_port=self._ports.get(name, 0))
             process = context.Process(
                 target=child_main, args=(name, settings, self._bootstrap), name=f"trailhouse-{name}"

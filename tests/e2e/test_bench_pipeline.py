@@ -1,0 +1,51 @@
+"""`trailhouse bench pipeline` at a tiny size: every section is reported, counts agree, every event is searchable."""
+
+import json
+
+import pytest
+
+from tests.e2e.cli import Trailhouse
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = 2000
+
+
+def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
+    report_file = tmp_path / "bench.json"
+    trailhouse = Trailhouse(tmp_path / "data", {"TRAILHOUSE_LOG_LEVEL": "WARNING"})
+    done = trailhouse(
+        "bench",
+        "pipeline",
+        "--events",
+        str(EVENTS),
+        "--freshness-seconds",
+        "3",
+        "--freshness-rate",
+        "200",
+        "--json",
+        str(report_file),
+        timeout=120,
+    )
+
+    report = json.loads(report_file.read_text())
+    (run,) = report["runs"]
+    assert run["events"] == EVENTS and run["files"] > 0
+    assert run["baseline_chdb"]["events"] == EVENTS
+    stages = run["stages"]
+    assert stages["poll"]["events"] == EVENTS
+    assert 0 < stages["worker"]["events"] < EVENTS  # one message of its input warmed it up, unmeasured
+    assert stages["sink"]["events"] == EVENTS - 1  # likewise one event
+    assert run["end_to_end"]["events"] == EVENTS
+    for figure in (run["baseline_chdb"], *stages.values(), run["end_to_end"]):
+        assert figure["events_per_s"] > 0
+    assert run["end_to_end"]["vs_baseline"] > 0
+
+    freshness = report["freshness"]
+    assert freshness["files"] > 0 and freshness["unsearchable_files"] == 0
+    assert 0 < freshness["p50_seconds"] <= freshness["p95_seconds"] <= freshness["p99_seconds"]
+    assert run["searchable"] == run["expected_searchable"] == 20 + EVENTS + freshness["events"]
+    assert all(mb and mb > 0 for mb in run["peak_rss_mb"].values())
+
+    for line in ("baseline: chDB", "poll alone", "worker alone", "sink alone", "end to end", "freshness:", "peak RSS"):
+        assert line in done.stdout

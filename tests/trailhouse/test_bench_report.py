@@ -1,0 +1,92 @@
+"""The bench report's math and rendering: percentiles, ratios, growth, table and JSON."""
+
+import json
+
+import pytest
+
+from trailhouse.bench_report import Freshness, PipelineBench, SizeRun, Throughput, percentile, ratio
+
+
+def _run(events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0) -> SizeRun:
+    return SizeRun(
+        events=events,
+        files=events // 10,
+        baseline=Throughput(events, 1.0),
+        stages={"poll": Throughput(events, 2.0), "worker": Throughput(events, 5.0), "sink": Throughput(events, 4.0)},
+        end_to_end=Throughput(events, e2e_seconds),
+        startup_seconds=7.5,
+        peak_rss_mb={"worker (end to end)": worker_rss, "sink (end to end)": 400.0},
+        searchable=events + 20,
+        expected_searchable=events + 20,
+    )
+
+
+def test_percentile_interpolates_between_closest_ranks():
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
+    assert percentile(values, 50) == pytest.approx(2.5)
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_percentile_of_nothing_is_unknown_and_out_of_range_is_an_error():
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_ratio_is_unknown_without_a_whole():
+    assert ratio(1.0, 4.0) == 0.25
+    assert ratio(None, 4.0) is None
+    assert ratio(1.0, 0.0) is None
+
+
+def test_throughput_per_second_and_end_to_end_against_the_baseline():
+    assert Throughput(1000, 4.0).per_second == 250.0
+    assert Throughput(1000, 0.0).per_second is None
+    run = _run(1000, e2e_seconds=4.0)
+    assert run.end_to_end_vs_baseline == pytest.approx(0.25)
+
+
+def test_rss_growth_compares_the_largest_size_with_the_smallest():
+    report = PipelineBench([_run(1000, worker_rss=100.0), _run(4000, worker_rss=150.0)], None, 3, 2)
+    assert report.rss_growth() == {"worker (end to end)": 1.5, "sink (end to end)": 1.0}
+    assert PipelineBench([_run(1000)], None, 3, 2).rss_growth() == {}
+
+
+def test_freshness_counts_files_that_never_became_searchable():
+    fresh = Freshness(target_events_per_s=1000, seconds=30, files=4, events=8000, latencies=[1.0, 2.0, 3.0])
+    assert fresh.unsearchable_files == 1
+    document = fresh.to_json()
+    assert document["p50_seconds"] == 2.0 and document["max_seconds"] == 3.0
+
+
+def test_json_and_table_carry_every_section():
+    fresh = Freshness(target_events_per_s=1000, seconds=30, files=3, events=6000, latencies=[1.0, 1.5, 2.0])
+    report = PipelineBench([_run(1000), _run(4000)], fresh, 3, 2)
+    document = json.loads(json.dumps(report.to_json()))
+    first = document["runs"][0]
+    assert set(first["stages"]) == {"poll", "worker", "sink"}
+    assert first["baseline_chdb"]["events_per_s"] == 1000.0
+    assert first["end_to_end"]["vs_baseline"] == 0.1
+    assert document["freshness"]["p95_seconds"] == pytest.approx(1.95)
+    assert document["rss_growth"]["worker (end to end)"] == 1.0
+
+    text = report.render()
+    for expected in (
+        "N=1,000",
+        "N=4,000",
+        "baseline: chDB",
+        "poll alone",
+        "worker alone",
+        "sink alone",
+        "end to end (warm)",
+        "10%",
+        "peak RSS worker (end to end)",
+        "peak RSS at 4N / at N",
+        "freshness: 3 files",
+        "p95 1.95 s",
+        "1,020 / 1,020",
+    ):
+        assert expected in text, expected

@@ -1,0 +1,218 @@
+"""What `trailhouse bench pipeline` runs in child processes, and the small Kafka helpers it measures with.
+
+Each measured process is its own: chDB allows one data path per process (the baseline, the sink stage and the
+final counts each open another one), and a process's peak RSS is only its own stage's when it runs nothing else.
+Functions run in a child are plain top-level functions returning plain data (they cross a spawn boundary).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import resource
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from trailhouse.config import Settings
+from trailhouse.errors import KafkaUnavailable, TrailhouseError
+from trailhouse.kafka import (
+    client_options,
+    committed_offsets,
+    end_offsets,
+    is_drained,
+    partitions_of,
+    producer_options,
+    translate,
+)
+
+T = TypeVar("T")
+
+# The events table's columns that a CloudTrail record gives directly, as chDB extracts them from the JSON text.
+_BASELINE_COLUMNS = {
+    "event_id": "JSONExtractString(r, 'eventID')",
+    "event_time": "parseDateTime64BestEffort(JSONExtractString(r, 'eventTime'), 3, 'UTC')",
+    "event_version": "JSONExtractString(r, 'eventVersion')",
+    "event_type": "JSONExtractString(r, 'eventType')",
+    "event_category": "JSONExtractString(r, 'eventCategory')",
+    "event_source": "JSONExtractString(r, 'eventSource')",
+    "event_name": "JSONExtractString(r, 'eventName')",
+    "aws_region": "JSONExtractString(r, 'awsRegion')",
+    "recipient_account_id": "JSONExtractString(r, 'recipientAccountId')",
+    "user_type": "JSONExtractString(r, 'userIdentity', 'type')",
+    "user_arn": "JSONExtractString(r, 'userIdentity', 'arn')",
+    "user_name": "JSONExtractString(r, 'userIdentity', 'userName')",
+    "user_account_id": "JSONExtractString(r, 'userIdentity', 'accountId')",
+    "access_key_id": "JSONExtractString(r, 'userIdentity', 'accessKeyId')",
+    "source_ip": "JSONExtractString(r, 'sourceIPAddress')",
+    "user_agent": "JSONExtractString(r, 'userAgent')",
+    "error_code": "JSONExtractString(r, 'errorCode')",
+    "error_message": "JSONExtractString(r, 'errorMessage')",
+    "read_only": "JSONExtract(r, 'readOnly', 'Nullable(Bool)')",
+    "management_event": "JSONExtract(r, 'managementEvent', 'Nullable(Bool)')",
+    "request_id": "JSONExtractString(r, 'requestID')",
+    "object_key": "_path",
+    "ingest_time": "now64(3)",
+    "record": "r",
+}
+
+
+def in_child(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` in a fresh (spawned) process and return its result."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_mb(pid: int | None) -> float | None:
+    """Another process's peak resident set size so far (VmHWM), or None where /proc cannot say."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# --- run in child processes -----------------------------------------------------------------------------------
+
+
+def chdb_baseline(folder: Path, dsn: str, database: str) -> tuple[int, float, float]:
+    """chDB reading the .json.gz files straight into the events table: (rows, seconds, peak RSS MB).
+
+    One INSERT ... SELECT over file(..., 'JSONAsString'): each file is one JSON document, arrayJoin over its
+    Records, JSON functions extract the columns; the same table (migrations, skip indexes and all) as the sink's.
+    """
+    from sinks.clickhouse import call, connect
+    from sinks.migrations import migrate
+
+    client = connect(dsn)
+    migrate(client, database)
+    columns = ", ".join(_BASELINE_COLUMNS)
+    values = ", ".join(_BASELINE_COLUMNS.values())
+    source = f"file('{folder}/**/*.json.gz', 'JSONAsString')"
+    started = time.monotonic()
+    call(
+        "run the chDB baseline",
+        lambda: client.command(
+            f"INSERT INTO {database}.events ({columns}) SELECT {values} "
+            f"FROM (SELECT arrayJoin(JSONExtractArrayRaw(json, 'Records')) AS r, _path FROM {source}) "
+            "SETTINGS max_threads = 2"
+        ),
+    )
+    seconds = time.monotonic() - started
+    rows = int(client.command(f"SELECT count() FROM {database}.events"))  # type: ignore[arg-type]
+    return rows, seconds, own_peak_rss_mb()
+
+
+def poll_alone(settings: Settings, bootstrap: str) -> tuple[int, int, float, float]:
+    """The poller publishing every registered source's files once: (files, records, seconds, peak RSS MB)."""
+    from trailhouse.stages import poll_stage
+
+    poller = poll_stage(settings, bootstrap)
+    started = time.monotonic()
+    report = poller.poll_once()
+    seconds = time.monotonic() - started
+    if report.failed:
+        raise TrailhouseError(f"the poller failed: {report.failed[0].source_id}: {report.failed[0].error}")
+    return report.files, report.records, seconds, own_peak_rss_mb()
+
+
+def count_events(dsn: str, database: str) -> tuple[int, int]:
+    """(rows, distinct event ids) of the events table as a search sees it (FINAL: no duplicate before a merge)."""
+    from sinks.clickhouse import connect
+
+    client = connect(dsn)
+    rows, ids = client.query(f"SELECT count(), uniqExact(event_id) FROM {database}.events FINAL").result_rows[0]
+    return int(rows), int(ids)
+
+
+# --- Kafka helpers ----------------------------------------------------------------------------------------------
+
+
+def total(offsets: dict[int, int]) -> int:
+    return sum(offsets.values())
+
+
+def wait_committed(
+    settings: Settings,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    ends: dict[int, int],
+    *,
+    timeout_s: float,
+    alive: Callable[[], None] = lambda: None,
+) -> None:
+    """Poll until `group` has committed `ends` of `topic` (commits follow the work, so it is done); `alive()`
+    raises when the stage died meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while not is_drained(committed_offsets(settings, bootstrap, group, topic), ends):
+        alive()
+        if time.monotonic() > deadline:
+            raise TrailhouseError(f"{group} did not catch up with {topic} within {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def copy_topic(
+    settings: Settings,
+    bootstrap: str,
+    source: str,
+    target: str,
+    *,
+    limit: int | None = None,
+    skip: Iterable[tuple[int, int]] = (),
+) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """Copy `source`, up to its end now, into `target`: same partitions, keys and values, in order.
+
+    Returns `target`'s end offsets afterwards and the (partition, offset) of each message copied from `source`.
+    `limit` stops after that many messages; `skip` leaves those (partition, offset) out (already copied).
+    """
+    skipped = set(skip)
+    consumer = Consumer(
+        client_options(settings, bootstrap)
+        | {"group.id": "trailhouse-bench-copy", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    producer = Producer(producer_options(settings, bootstrap) | {"linger.ms": 5})
+    copied: list[tuple[int, int]] = []
+    try:
+        partitions = partitions_of(consumer, source)
+        consumer.assign([TopicPartition(source, p, 0) for p in partitions])
+        at_end: set[int] = set()
+        while len(at_end) < len(partitions) and (limit is None or len(copied) < limit):
+            for msg in consumer.consume(500, timeout=0.5):
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise translate(KafkaException(error), f"read {source}")
+                    at_end.add(msg.partition())
+                    continue
+                if (msg.partition(), msg.offset()) in skipped or (limit is not None and len(copied) >= limit):
+                    continue
+                _produce(producer, target, msg.partition(), msg.key(), msg.value())
+                copied.append((msg.partition(), msg.offset()))
+        if producer.flush(60):
+            raise KafkaUnavailable(f"could not copy {source} into {target}: messages unacknowledged")
+    finally:
+        consumer.close()
+    return end_offsets(settings, bootstrap, target), copied
+
+
+def _produce(producer: Producer, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    try:
+        producer.produce(topic, key=key, value=value, partition=partition)
+    except BufferError:
+        producer.poll(1.0)
+        producer.produce(topic, key=key, value=value, partition=partition)
+    producer.poll(0)

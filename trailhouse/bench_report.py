@@ -1,0 +1,204 @@
+"""The report of `trailhouse bench pipeline`: figures, percentiles, ratios, and their table and JSON. Pure, no I/O.
+
+trailhouse/bench_pipeline.py measures; this module only holds what was measured and says it. Nothing here
+asserts a goal: ratios and growth are reported for the reader to judge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGES = ("poll", "worker", "sink")
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks; None without values."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is not within 0..100")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ratio(part: float | None, whole: float | None) -> float | None:
+    """part / whole, or None when either is unknown or the whole is 0."""
+    if part is None or not whole:
+        return None
+    return part / whole
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """`events` handled in `seconds` of wall time."""
+
+    events: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float | None:
+        return self.events / self.seconds if self.seconds > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": self.events, "seconds": round(self.seconds, 3), "events_per_s": _round(self.per_second)}
+
+
+@dataclass
+class SizeRun:
+    """Everything measured at one input size: the chDB-native baseline, each stage alone, and end to end."""
+
+    events: int
+    files: int
+    baseline: Throughput
+    stages: dict[str, Throughput]  # poll, worker, sink: each alone on input that is already there
+    end_to_end: Throughput  # every stage running, warm, from the files to everything searchable
+    startup_seconds: float  # the pipeline's processes started, joined their groups and passed a first file
+    peak_rss_mb: dict[str, float | None]  # per stage (and the broker), the process's high-water mark
+    searchable: int  # events found in ClickHouse afterwards (end to end + freshness trickle + warm-up)
+    expected_searchable: int
+
+    @property
+    def end_to_end_vs_baseline(self) -> float | None:
+        return ratio(self.end_to_end.per_second, self.baseline.per_second)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "files": self.files,
+            "baseline_chdb": self.baseline.to_json(),
+            "stages": {name: t.to_json() for name, t in self.stages.items()},
+            "end_to_end": self.end_to_end.to_json()
+            | {
+                "vs_baseline": _round(self.end_to_end_vs_baseline, 3),
+                "startup_seconds": round(self.startup_seconds, 2),
+            },
+            "peak_rss_mb": {name: _round(mb) for name, mb in self.peak_rss_mb.items()},
+            "searchable": self.searchable,
+            "expected_searchable": self.expected_searchable,
+        }
+
+
+@dataclass
+class Freshness:
+    """A steady trickle of new files with the pipeline running: seconds from each file's write to searchable."""
+
+    target_events_per_s: float
+    seconds: float
+    files: int
+    events: int
+    latencies: list[float] = field(default_factory=list)  # one per file that became searchable
+    poll_interval: float = 1.0
+
+    @property
+    def unsearchable_files(self) -> int:
+        return self.files - len(self.latencies)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target_events_per_s": self.target_events_per_s,
+            "seconds": round(self.seconds, 1),
+            "poll_interval": self.poll_interval,
+            "files": self.files,
+            "events": self.events,
+            "unsearchable_files": self.unsearchable_files,
+            **{f"p{q}_seconds": _round(percentile(self.latencies, q), 3) for q in (50, 95, 99)},
+            "max_seconds": _round(max(self.latencies, default=None), 3),
+        }
+
+
+@dataclass
+class PipelineBench:
+    runs: list[SizeRun]
+    freshness: Freshness | None
+    accounts: int
+    cpus: int
+
+    def rss_growth(self) -> dict[str, float | None]:
+        """Per process, peak RSS at the largest size / at the smallest (1.0 = flat); empty with a single size."""
+        if len(self.runs) < 2:
+            return {}
+        small, large = self.runs[0].peak_rss_mb, self.runs[-1].peak_rss_mb
+        return {name: _round(ratio(large.get(name), small.get(name)), 2) for name in small}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accounts": self.accounts,
+            "cpus": self.cpus,
+            "runs": [run.to_json() for run in self.runs],
+            "freshness": self.freshness.to_json() if self.freshness else None,
+            "rss_growth": self.rss_growth(),
+        }
+
+    def render(self) -> str:
+        """The report as text tables, one column per input size."""
+        header = ["", *(f"N={run.events:,}" for run in self.runs)]
+        rows: list[list[str]] = [
+            ["files", *(f"{run.files:,}" for run in self.runs)],
+            ["baseline: chDB file() -> table", *(_rate(run.baseline) for run in self.runs)],
+        ]
+        for name in STAGES:
+            rows.append([f"{name} alone", *(_rate(run.stages.get(name)) for run in self.runs)])
+        rows.append(["end to end (warm)", *(_rate(run.end_to_end) for run in self.runs)])
+        rows.append(["  vs baseline", *(_percent(run.end_to_end_vs_baseline) for run in self.runs)])
+        rows.append(["  startup (first file searchable)", *(f"{run.startup_seconds:.1f} s" for run in self.runs)])
+        names = list(dict.fromkeys(name for run in self.runs for name in run.peak_rss_mb))
+        for name in names:
+            rows.append([f"peak RSS {name}", *(_mb(run.peak_rss_mb.get(name)) for run in self.runs)])
+        rows.append(
+            ["searchable / expected", *(f"{run.searchable:,} / {run.expected_searchable:,}" for run in self.runs)]
+        )
+        lines = [_table(header, rows)]
+        growth = self.rss_growth()
+        if growth:
+            lines.append(
+                "peak RSS at 4N / at N: "
+                + ", ".join(f"{name} {g:.2f}x" if g is not None else f"{name} -" for name, g in growth.items())
+            )
+        if self.freshness is not None:
+            f = self.freshness
+            p = {q: percentile(f.latencies, q) for q in (50, 95, 99)}
+            lines.append(
+                f"freshness: {f.files} files, {f.events:,} events over {f.seconds:.0f} s "
+                f"(~{f.target_events_per_s:,.0f} events/s, poll every {f.poll_interval:g} s): write -> searchable "
+                + ", ".join(f"p{q} {_seconds(v)}" for q, v in p.items())
+                + (f"; {f.unsearchable_files} file(s) never searchable" if f.unsearchable_files else "")
+            )
+        lines.append(f"({self.cpus} CPUs shared by every stage, the broker and this process; figures are noisy)")
+        return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first, *rest = cells
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+
+    return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def _rate(t: Throughput | None) -> str:
+    if t is None or t.per_second is None:
+        return "-"
+    return f"{t.per_second:,.0f} ev/s"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} MB"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
