@@ -21,6 +21,7 @@ source's chunks, poll outcomes and state live on the same partition and worker.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ _CHECKPOINT = Codec.of("Checkpoint")
 _INSIGHT = Codec.of("Insight")
 
 SILENT_SOURCES_EVERY_S = 30.0
+SLOW_MESSAGE_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
@@ -199,8 +201,24 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
             await app.consumer.perform_seek()
 
+    agent_task: dict[str, asyncio.Task[Any] | None] = {"task": None}
+
+    @app.timer(interval=10.0)
+    async def report_slow_messages() -> None:
+        """A message in the agent for minutes means a send or a table write waits on something: say where."""
+        task = agent_task["task"]
+        if task is not None and guard.busy_for(monotonic()) > SLOW_MESSAGE_S:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.warning(
+                "a message has been in the agent for %.0f s; it waits in:\n%s",
+                guard.busy_for(monotonic()),
+                where.getvalue(),
+            )
+
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
+        agent_task["task"] = asyncio.current_task()
         async for message in stream.events():
             guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
             try:

@@ -39,6 +39,10 @@ class StallGuard:
     def done(self, now: float) -> None:
         self._last_delivery, self._busy = now, False
 
+    def busy_for(self, now: float) -> float:
+        """Seconds the agent has been working on its current message (0 when idle)."""
+        return now - self._last_delivery if self._busy else 0.0
+
     def should_seek(self, ends: Mapping[TP, int], committed: Mapping[TP, int], now: float) -> bool:
         """True when some partition has messages past both its committed offset and the last delivered message
         while the agent sits idle."""
