@@ -19,6 +19,7 @@ from sinks.migrations import migrate
 from sinks.search import SearchQuery, count, parse_query, search
 
 BEFORE_SEARCH_DESIGN = 3  # the last migration before `search_numbers` (migration 4)
+BEFORE_NUMBERS_TABLE = 8  # the last migration before `event_numbers` (migration 9)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Design:
     version: int | None  # migrations applied; None = all (trailhouse's design)
     index: str | None = None  # an extra ADD INDEX clause on top
     number_index: bool = False  # has `search_numbers`, which searches use
+    number_table: bool = False  # has `event_numbers`, which searches use
 
 
 DESIGNS: tuple[Design, ...] = (
@@ -46,11 +48,19 @@ DESIGNS: tuple[Design, ...] = (
     ),
     Design(
         "numbers",
-        "trailhouse: search_numbers (12-digit windows of digit runs) + text index, re-check when not exact",
-        None,
+        "search_numbers (12-digit windows of digit runs) + text index, re-check when not exact",
+        BEFORE_NUMBERS_TABLE,
         number_index=True,
     ),
+    Design(
+        "lookup",
+        "trailhouse: numbers + event_numbers (number, time -> the table's columns) filled by a materialized view",
+        None,
+        number_index=True,
+        number_table=True,
+    ),
 )
+TRAILHOUSE = "lookup"  # the design trailhouse's migrations create, judged against the goal
 
 
 def create(client: Client, design: Design, database: str) -> Layout:
@@ -143,7 +153,13 @@ def run_search(
     query = SearchQuery(parse_query(case.pattern))
     started = time.perf_counter()
     found = search(
-        client, layout.database, query, limit=limit, with_record=with_record, number_index=design.number_index
+        client,
+        layout.database,
+        query,
+        limit=limit,
+        with_record=with_record,
+        number_index=design.number_index,
+        number_table=design.number_table,
     )
     return (time.perf_counter() - started) * 1000, len(found)
 
