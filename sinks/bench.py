@@ -95,9 +95,12 @@ def load(
     return spent
 
 
+_TABLES = "('events', 'event_numbers')"  # what searches read, in every design that has them
+
+
 def settle(client: Client, layout: Layout, timeout_s: float = 900.0) -> tuple[float, bool]:
     """Wait until no merge runs on the table (twice in a row); return (seconds waited, settled in time)."""
-    sql = "SELECT count() FROM system.merges WHERE database = {db:String} AND table = 'events'"
+    sql = f"SELECT count() FROM system.merges WHERE database = {{db:String}} AND table IN {_TABLES}"
     started = time.perf_counter()
     quiet = 0
     while quiet < 2:
@@ -110,10 +113,10 @@ def settle(client: Client, layout: Layout, timeout_s: float = 900.0) -> tuple[fl
 
 
 def footprint(client: Client, layout: Layout) -> tuple[int, int]:
-    """(bytes on disk, active parts) of the design's table."""
+    """(bytes on disk, active parts) of the design's tables (`events`, and `event_numbers` if it has it)."""
     sql = (
         "SELECT sum(bytes_on_disk), count() FROM system.parts "
-        "WHERE database = {db:String} AND table = 'events' AND active"
+        f"WHERE database = {{db:String}} AND table IN {_TABLES} AND active"
     )
     rows = call("measure a design", lambda: client.query(sql, parameters={"db": layout.database}).result_rows)
     return int(rows[0][0] or 0), int(rows[0][1])
@@ -168,7 +171,7 @@ def run_count(client: Client, layout: Layout, design: Design, case: Case) -> tup
     """One `trailhouse search PATTERN --count`: (milliseconds, count)."""
     query = SearchQuery(parse_query(case.pattern))
     started = time.perf_counter()
-    n = count(client, layout.database, query, number_index=design.number_index)
+    n = count(client, layout.database, query, number_index=design.number_index, number_table=design.number_table)
     return (time.perf_counter() - started) * 1000, n
 
 

@@ -434,9 +434,20 @@ def _newest_keys(
 
 
 def count(
-    client: Client, database: str, query: SearchQuery, *, table: str = "events", number_index: bool = True
+    client: Client,
+    database: str,
+    query: SearchQuery,
+    *,
+    table: str = "events",
+    number_index: bool = True,
+    number_table: bool = True,
 ) -> int:
-    """How many events match, each counted once (FINAL)."""
-    where, params = where_clause(query, number_index=number_index)
-    sql = f"SELECT count() FROM {database}.{table} FINAL WHERE {where}"
+    """How many events match, each counted once (FINAL): from `event_numbers` when it answers the query (its
+    FINAL keeps each event's newest copy too), else from `events`."""
+    if number_table and table == "events" and (plan := numbers_table_where(query)) is not None:
+        shared, per_copy, params = plan
+        sql = f"SELECT count() FROM {database}.event_numbers FINAL WHERE {shared} AND {per_copy}"
+    else:
+        where, params = where_clause(query, number_index=number_index)
+        sql = f"SELECT count() FROM {database}.{table} FINAL WHERE {where}"
     return int(call("count events", lambda: client.query(sql, parameters=params)).result_rows[0][0])

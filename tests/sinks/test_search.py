@@ -189,6 +189,7 @@ def test_the_event_numbers_table_answers_as_the_events_table_does(loaded, text, 
             fast = search(client, db, query, limit=limit, with_record=with_record)
             slow = search(client, db, query, limit=limit, with_record=with_record, number_table=False)
             assert fast == slow, (text, filters, with_record, limit)
+    assert count(client, db, query) == count(client, db, query, number_table=False)
 
 
 @pytest.mark.parametrize(
@@ -252,3 +253,4 @@ def test_an_event_stored_twice_shows_once_as_its_newest_copy(clickhouse, setting
         expected = [e["event_id"] for e in events if e["recipient_account_id"] == account]
         assert expected and [e["event_id"] for e in search(clickhouse, db, query, limit=100)] == expected
         assert [e["event_id"] for e in search(clickhouse, db, query, limit=2)] == expected[:2]
+        assert count(clickhouse, db, query) == len(expected)
