@@ -381,19 +381,39 @@ def numbers_table_where(query: SearchQuery) -> tuple[str, str, dict[str, Any]] |
 def _search_numbers_table(
     client: Client, database: str, plan: tuple[str, str, dict[str, Any]], *, limit: int, with_record: bool
 ) -> list[dict[str, Any]]:
-    """The page from `event_numbers` (one range of rows ordered by number and time), and, for `with_record`,
-    the records of exactly those events from `events`. An event whose record is gone (its day expired from
-    `events` before its `event_numbers` rows did) is left out of a page with records."""
+    """The page from `event_numbers`, and, for `with_record`, the records of exactly those events from `events`.
+
+    First the time of the `limit`-th newest matching row (rows are stored by number then time, so this reads only
+    the newest rows of the number, however many it has), then every row from that time on: copies of an event
+    share its time, so each event there is complete and its newest copy can be chosen. When that leaves fewer
+    events than asked (older copies, or copies that fail a per-copy condition), the first step looks further.
+    An event whose record is gone (its day expired from `events` before its `event_numbers` rows did) is left
+    out of a page with records.
+    """
     shared, per_copy, params = plan
+    source = f"{database}.event_numbers"
     columns = ", ".join(RESULT_COLUMNS)
-    newest_copies = f" LIMIT {int(limit)}" if per_copy == "1" else ""  # else the per-copy check may drop some
-    sql = (
-        f"SELECT {columns}, toUnixTimestamp64Milli(event_time) FROM (SELECT {columns}, ingest_time, object_key "
-        f"FROM {database}.event_numbers WHERE {shared} "
-        f"ORDER BY event_time DESC, event_id, ingest_time DESC LIMIT 1 BY {_KEYS}{newest_copies}) "
-        f"WHERE {per_copy} ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
-    )
-    rows = call("search events", lambda: client.query(sql, parameters=params).result_rows)
+    candidates = limit
+    while True:
+        floor_sql = (
+            f"SELECT count(), toUnixTimestamp64Milli(min(event_time)) FROM (SELECT event_time FROM {source} "
+            f"WHERE {shared} ORDER BY event_time DESC LIMIT {int(candidates)})"
+        )
+        found, floor = call("search events", lambda sql=floor_sql: client.query(sql, parameters=params).result_rows[0])
+        if not found:
+            return []
+        since_floor = "event_time >= fromUnixTimestamp64Milli({k_floor:Int64}, 'UTC')" if found == candidates else "1"
+        sql = (
+            f"SELECT {columns}, toUnixTimestamp64Milli(event_time) FROM (SELECT {columns}, ingest_time, object_key "
+            f"FROM {source} WHERE {shared} AND {since_floor} "
+            f"ORDER BY event_time DESC, event_id, ingest_time DESC LIMIT 1 BY {_KEYS}) "
+            f"WHERE {per_copy} ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
+        )
+        p = params | {"k_floor": floor}
+        rows = call("search events", lambda sql=sql, p=p: client.query(sql, parameters=p).result_rows)
+        if len(rows) >= limit or found < candidates:
+            break
+        candidates *= 4
     page = [({k: utc(v) for k, v in zip(RESULT_COLUMNS, row, strict=False)}, (row[2], row[-1], row[1])) for row in rows]
     if not with_record or not page:
         return [event for event, _ in page]
@@ -402,8 +422,8 @@ def _search_numbers_table(
         f"WHERE {_KEYS} IN {_KEY_SET} LIMIT 1 BY {_KEYS}"
     )
     keys = {"k_keys": [key for _, key in page]}
-    found = call("search events", lambda: client.query(records_sql, parameters=keys).result_rows)
-    records = {(account, ms, event_id): record for account, ms, event_id, record in found}
+    found_records = call("search events", lambda: client.query(records_sql, parameters=keys).result_rows)
+    records = {(account, ms, event_id): record for account, ms, event_id, record in found_records}
     return [event | {"record": records[key]} for event, key in page if key in records]
 
 
