@@ -21,7 +21,7 @@ The `events` table:
 
 The `event_numbers` table (version 9): one row per (number in `search_numbers`, stored copy of an event), ordered
 by number then time, with the columns a search shows as a table; a materialized view fills it from every insert
-into `events`. A rare account's newest page is then one short range of one table (~8 ms at 2M events) instead of
+into `events`. A rare account's newest page is then one short range of one table (~14 ms at 2M events) instead of
 ~100 granules of `events` scattered over a month of day partitions (~90 ms). Rows ingested before version 9 are
 copied in by the migration itself (after the view exists, so nothing falls between; a row copied twice, or by
 two sinks migrating at once, is a duplicate that ReplacingMergeTree and the search collapse).

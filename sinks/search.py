@@ -12,6 +12,10 @@ User text only ever reaches ClickHouse as bound parameters; column names come fr
 the query. Translation is pure and unit-tested; `search()` and `count()` are the thin I/O part.
 
 How a search finds its rows fast (measured with `trailhouse bench search`, see NOTES.md):
+- a term that is just 12 digits (`*123456789012*`), alone or with conditions on the columns a search shows
+  (field terms on them, time bounds, account, region, source), is answered from `event_numbers` (sinks/migrations.py),
+  stored by number then time: the page is one short range of rows however rare or busy the number; the records
+  (`--format json|csv`) are then read from `events` by key. Anything else goes to `events`, as follows;
 - a free term holding 12 or more digits in a row (an account number) is looked up in the text index of the
   `search_numbers` column (every 12-digit window of every long digit run of the record, sinks/migrations.py);
   a term that is just 12 digits is answered by the index alone, anything longer is re-checked with LIKE;
