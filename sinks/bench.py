@@ -19,6 +19,7 @@ from sinks.migrations import migrate
 from sinks.search import SearchQuery, count, parse_query, search
 
 BEFORE_SEARCH_DESIGN = 3  # the last migration before `search_numbers` (migration 4)
+BEFORE_NUMBERS_TABLE = 8  # the last migration before `event_numbers` (migration 9)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Design:
     version: int | None  # migrations applied; None = all (trailhouse's design)
     index: str | None = None  # an extra ADD INDEX clause on top
     number_index: bool = False  # has `search_numbers`, which searches use
+    number_table: bool = False  # has `event_numbers`, which searches use
 
 
 DESIGNS: tuple[Design, ...] = (
@@ -46,11 +48,19 @@ DESIGNS: tuple[Design, ...] = (
     ),
     Design(
         "numbers",
-        "trailhouse: search_numbers (12-digit windows of digit runs) + text index, re-check when not exact",
-        None,
+        "search_numbers (12-digit windows of digit runs) + text index, re-check when not exact",
+        BEFORE_NUMBERS_TABLE,
         number_index=True,
     ),
+    Design(
+        "lookup",
+        "trailhouse: numbers + event_numbers (number, time -> the table's columns) filled by a materialized view",
+        None,
+        number_index=True,
+        number_table=True,
+    ),
 )
+TRAILHOUSE = "lookup"  # the design trailhouse's migrations create, judged against the goal
 
 
 def create(client: Client, design: Design, database: str) -> Layout:
@@ -85,9 +95,12 @@ def load(
     return spent
 
 
+_TABLES = "('events', 'event_numbers')"  # what searches read, in every design that has them
+
+
 def settle(client: Client, layout: Layout, timeout_s: float = 900.0) -> tuple[float, bool]:
     """Wait until no merge runs on the table (twice in a row); return (seconds waited, settled in time)."""
-    sql = "SELECT count() FROM system.merges WHERE database = {db:String} AND table = 'events'"
+    sql = f"SELECT count() FROM system.merges WHERE database = {{db:String}} AND table IN {_TABLES}"
     started = time.perf_counter()
     quiet = 0
     while quiet < 2:
@@ -100,10 +113,10 @@ def settle(client: Client, layout: Layout, timeout_s: float = 900.0) -> tuple[fl
 
 
 def footprint(client: Client, layout: Layout) -> tuple[int, int]:
-    """(bytes on disk, active parts) of the design's table."""
+    """(bytes on disk, active parts) of the design's tables (`events`, and `event_numbers` if it has it)."""
     sql = (
         "SELECT sum(bytes_on_disk), count() FROM system.parts "
-        "WHERE database = {db:String} AND table = 'events' AND active"
+        f"WHERE database = {{db:String}} AND table IN {_TABLES} AND active"
     )
     rows = call("measure a design", lambda: client.query(sql, parameters={"db": layout.database}).result_rows)
     return int(rows[0][0] or 0), int(rows[0][1])
@@ -143,7 +156,13 @@ def run_search(
     query = SearchQuery(parse_query(case.pattern))
     started = time.perf_counter()
     found = search(
-        client, layout.database, query, limit=limit, with_record=with_record, number_index=design.number_index
+        client,
+        layout.database,
+        query,
+        limit=limit,
+        with_record=with_record,
+        number_index=design.number_index,
+        number_table=design.number_table,
     )
     return (time.perf_counter() - started) * 1000, len(found)
 
@@ -152,7 +171,7 @@ def run_count(client: Client, layout: Layout, design: Design, case: Case) -> tup
     """One `trailhouse search PATTERN --count`: (milliseconds, count)."""
     query = SearchQuery(parse_query(case.pattern))
     started = time.perf_counter()
-    n = count(client, layout.database, query, number_index=design.number_index)
+    n = count(client, layout.database, query, number_index=design.number_index, number_table=design.number_table)
     return (time.perf_counter() - started) * 1000, n
 
 

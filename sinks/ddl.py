@@ -123,6 +123,17 @@ def create_view(layout: Layout, view: str, select: str) -> str:
     return f"CREATE OR REPLACE VIEW {layout.name(view)}{layout.on_cluster} AS\n{select.strip()}"
 
 
+def create_materialized_view(layout: Layout, view: str, source: str, target: str, select: str) -> str:
+    """CREATE MATERIALIZED VIEW IF NOT EXISTS that feeds `target` from every insert into `source`.
+
+    `select` names the source as `{source}`; on a cluster the view reads and writes the `_local` tables on every
+    node, so each shard feeds its own rows (a Distributed table is not what receives inserts there).
+    """
+    body = select.strip().replace("{source}", layout.storage(source))
+    into = f"{layout.on_cluster} TO {layout.storage(target)}"
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {layout.name(view)}{into} AS\n{body}"
+
+
 def quote(identifier: str) -> str:
     return f"`{identifier}`" if "-" in identifier else identifier
 

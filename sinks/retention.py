@@ -24,6 +24,7 @@ RETAINED: dict[str, str] = {
     "events": "event_time",
     "alerts": "alert_time",
     "insights": "event_time",
+    "event_numbers": "event_time",
 }
 
 

@@ -12,6 +12,10 @@ User text only ever reaches ClickHouse as bound parameters; column names come fr
 the query. Translation is pure and unit-tested; `search()` and `count()` are the thin I/O part.
 
 How a search finds its rows fast (measured with `trailhouse bench search`, see NOTES.md):
+- a term that is just 12 digits (`*123456789012*`), alone or with conditions on the columns a search shows
+  (field terms on them, time bounds, account, region, source), is answered from `event_numbers` (sinks/migrations.py),
+  stored by number then time: the page is one short range of rows however rare or busy the number; the records
+  (`--format json|csv`) are then read from `events` by key. Anything else goes to `events`, as follows;
 - a free term holding 12 or more digits in a row (an account number) is looked up in the text index of the
   `search_numbers` column (every 12-digit window of every long digit run of the record, sinks/migrations.py);
   a term that is just 12 digits is answered by the index alone, anything longer is re-checked with LIKE;
@@ -27,9 +31,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sinks.clickhouse import Client, call, utc
+from sinks.migrations import EVENT_NUMBERS_COLUMNS
 from trailhouse.errors import SearchSyntaxError
 
 # CloudTrail field names (as in the records) and column names, both accepted in `field:pattern`.
@@ -171,21 +176,29 @@ def where_clause(
     `number_index` says the table has the `search_numbers` column (every trailhouse table does; the benchmark
     also measures designs without it). `columns`, when given, keeps only the conditions on those columns.
     """
-    conditions = [(column, sql) for column, sql in _conditions(query, number_index)]
     params = _parameters(query, number_index)
-    kept = [sql for column, sql in conditions if columns is None or column in columns]
+    kept = [c.sql for c in _conditions(query, number_index) if columns is None or c.column in columns]
     return (" AND ".join(kept) or "1"), params
 
 
-def _conditions(query: SearchQuery, number_index: bool) -> list[tuple[str, str]]:
-    """(column, SQL condition) of every term and filter; parameters are named as in `_parameters`."""
-    out: list[tuple[str, str]] = []
+class _Condition(NamedTuple):
+    column: str  # the column it reads ("record" for free terms and their search_numbers look-ups)
+    sql: str
+    number: str | None = None  # has(search_numbers, …): the parameter holding the 12-digit window
+
+
+def _conditions(query: SearchQuery, number_index: bool) -> list[_Condition]:
+    """Every term's and filter's condition; parameters are named as in `_parameters`."""
+    out: list[_Condition] = []
     operator = "ILIKE" if query.case_insensitive else "LIKE"
     for index, term in enumerate(query.terms):
         name = f"p{index}"
         windows = number_windows(term) if number_index and not term.negated else None
         if windows is not None:
-            out += [("record", f"has(search_numbers, {{{name}_{i}:String}})") for i in range(len(windows))]
+            out += [
+                _Condition("record", f"has(search_numbers, {{{name}_{i}:String}})", f"{name}_{i}")
+                for i in range(len(windows))
+            ]
             if is_exact_number(term):
                 continue  # the index alone answers it
         if term.column == "record":
@@ -195,14 +208,14 @@ def _conditions(query: SearchQuery, number_index: bool) -> list[tuple[str, str]]
         else:
             column = term.column if term.column in _TEXT_COLUMNS else f"ifNull(toString({term.column}), '')"
             condition = f"{column} {operator} {{{name}:String}}"
-        out.append((term.column, f"NOT ({condition})" if term.negated else condition))
+        out.append(_Condition(term.column, f"NOT ({condition})" if term.negated else condition))
     for column, values, name in _FILTERS:
         if getattr(query, values):
-            out.append((column, f"{column} IN {{{name}:Array(String)}}"))
+            out.append(_Condition(column, f"{column} IN {{{name}:Array(String)}}"))
     if query.since is not None:
-        out.append(("event_time", "event_time >= {since:DateTime64(3, 'UTC')}"))
+        out.append(_Condition("event_time", "event_time >= {since:DateTime64(3, 'UTC')}"))
     if query.until is not None:
-        out.append(("event_time", "event_time < {until:DateTime64(3, 'UTC')}"))
+        out.append(_Condition("event_time", "event_time < {until:DateTime64(3, 'UTC')}"))
     return out
 
 
@@ -310,8 +323,15 @@ def search(
     with_record: bool = True,
     table: str = "events",
     number_index: bool = True,
+    number_table: bool = True,
 ) -> list[dict[str, Any]]:
-    """Matching events, newest first, each once as its newest copy, with `RESULT_COLUMNS` (and `record`)."""
+    """Matching events, newest first, each once as its newest copy, with `RESULT_COLUMNS` (and `record`).
+
+    `number_table` says the database has `event_numbers` (every trailhouse database does; the benchmark also
+    measures designs without it), which answers the queries `numbers_table_where` accepts.
+    """
+    if number_table and table == "events" and (plan := numbers_table_where(query)) is not None:
+        return _search_numbers_table(client, database, plan, limit=limit, with_record=with_record)
     where, params = where_clause(query, number_index=number_index)
     per_copy, _ = where_clause(query, number_index=number_index, columns=COPY_COLUMNS)
     source = f"{database}.{table}"
@@ -337,6 +357,78 @@ def search(
         if len(result.result_rows) >= limit or len(keys) < candidates:
             return [{k: utc(v) for k, v in zip(result.column_names, row, strict=True)} for row in result.result_rows]
         candidates *= 4  # some candidates were older copies of events that no longer match: look further
+
+
+# Columns of `event_numbers` (sinks/migrations.py), besides the number itself.
+_NUMBERS_TABLE = frozenset(column.split()[0] for column in EVENT_NUMBERS_COLUMNS)
+
+
+def numbers_table_where(query: SearchQuery) -> tuple[str, str, dict[str, Any]] | None:
+    """When `event_numbers` alone answers the query: (its WHERE, the WHERE on each event's newest copy, parameters).
+
+    That is a query with exactly one term the number index answers exactly (12 digits: `*123456789012*`) and
+    otherwise only conditions on columns the table holds (eventName:Delete*, --since/--until, --account,
+    --region, --source); anything else (two numbers, free text, a longer digit run re-checked with LIKE) takes
+    the general path. Copies of an event share every column but `COPY_COLUMNS`, so the other conditions can
+    filter copies before the newest one is chosen; conditions on those columns are checked on the newest.
+    """
+    conditions = _conditions(query, number_index=True)
+    numbers = [c for c in conditions if c.number is not None]
+    rest = [c for c in conditions if c.number is None]
+    if len(numbers) != 1 or not all(c.column in _NUMBERS_TABLE for c in rest):
+        return None
+    shared = [f"number = {{{numbers[0].number}:String}}", *(c.sql for c in rest if c.column not in COPY_COLUMNS)]
+    per_copy = [c.sql for c in rest if c.column in COPY_COLUMNS]
+    return " AND ".join(shared), " AND ".join(per_copy) or "1", _parameters(query, number_index=True)
+
+
+def _search_numbers_table(
+    client: Client, database: str, plan: tuple[str, str, dict[str, Any]], *, limit: int, with_record: bool
+) -> list[dict[str, Any]]:
+    """The page from `event_numbers`, and, for `with_record`, the records of exactly those events from `events`.
+
+    First the time of the `limit`-th newest matching row (rows are stored by number then time, so this reads only
+    the newest rows of the number, however many it has), then every row from that time on: copies of an event
+    share its time, so each event there is complete and its newest copy can be chosen. When that leaves fewer
+    events than asked (older copies, or copies that fail a per-copy condition), the first step looks further.
+    An event whose record is gone (its day expired from `events` before its `event_numbers` rows did) is left
+    out of a page with records.
+    """
+    shared, per_copy, params = plan
+    source = f"{database}.event_numbers"
+    columns = ", ".join(RESULT_COLUMNS)
+    candidates = limit
+    while True:
+        floor_sql = (
+            f"SELECT count(), toUnixTimestamp64Milli(min(event_time)) FROM (SELECT event_time FROM {source} "
+            f"WHERE {shared} ORDER BY event_time DESC LIMIT {int(candidates)})"
+        )
+        found, floor = call("search events", lambda sql=floor_sql: client.query(sql, parameters=params).result_rows[0])
+        if not found:
+            return []
+        since_floor = "event_time >= fromUnixTimestamp64Milli({k_floor:Int64}, 'UTC')" if found == candidates else "1"
+        sql = (
+            f"SELECT {columns}, toUnixTimestamp64Milli(event_time) FROM (SELECT {columns}, ingest_time, object_key "
+            f"FROM {source} WHERE {shared} AND {since_floor} "
+            f"ORDER BY event_time DESC, event_id, ingest_time DESC LIMIT 1 BY {_KEYS}) "
+            f"WHERE {per_copy} ORDER BY event_time DESC, event_id LIMIT {int(limit)}"
+        )
+        p = params | {"k_floor": floor}
+        rows = call("search events", lambda sql=sql, p=p: client.query(sql, parameters=p).result_rows)
+        if len(rows) >= limit or found < candidates:
+            break
+        candidates *= 4
+    page = [({k: utc(v) for k, v in zip(RESULT_COLUMNS, row, strict=False)}, (row[2], row[-1], row[1])) for row in rows]
+    if not with_record or not page:
+        return [event for event, _ in page]
+    records_sql = (
+        f"SELECT recipient_account_id, toUnixTimestamp64Milli(event_time), event_id, record FROM {database}.events "
+        f"WHERE {_KEYS} IN {_KEY_SET} LIMIT 1 BY {_KEYS}"
+    )
+    keys = {"k_keys": [key for _, key in page]}
+    found_records = call("search events", lambda: client.query(records_sql, parameters=keys).result_rows)
+    records = {(account, ms, event_id): record for account, ms, event_id, record in found_records}
+    return [event | {"record": records[key]} for event, key in page if key in records]
 
 
 def _newest_keys(
@@ -366,9 +458,20 @@ def _newest_keys(
 
 
 def count(
-    client: Client, database: str, query: SearchQuery, *, table: str = "events", number_index: bool = True
+    client: Client,
+    database: str,
+    query: SearchQuery,
+    *,
+    table: str = "events",
+    number_index: bool = True,
+    number_table: bool = True,
 ) -> int:
-    """How many events match, each counted once (FINAL)."""
-    where, params = where_clause(query, number_index=number_index)
-    sql = f"SELECT count() FROM {database}.{table} FINAL WHERE {where}"
+    """How many events match, each counted once (FINAL): from `event_numbers` when it answers the query (its
+    FINAL keeps each event's newest copy too), else from `events`."""
+    if number_table and table == "events" and (plan := numbers_table_where(query)) is not None:
+        shared, per_copy, params = plan
+        sql = f"SELECT count() FROM {database}.event_numbers FINAL WHERE {shared} AND {per_copy}"
+    else:
+        where, params = where_clause(query, number_index=number_index)
+        sql = f"SELECT count() FROM {database}.{table} FINAL WHERE {where}"
     return int(call("count events", lambda: client.query(sql, parameters=params)).result_rows[0][0])

@@ -58,6 +58,17 @@ class PartitionBatch:
         return f"{self.topic}:{self.partition}:{self.first_offset}:{self.last_offset}"
 
 
+def insert_settings(*, cluster: bool) -> dict[str, int]:
+    """Settings of every sink insert.
+
+    A retried batch that `events` skips as a duplicate still reaches its materialized view (`event_numbers`),
+    which skips it in turn if it has it: an insert that failed between the two tables leaves neither short. On a
+    cluster, the insert waits until the shards have the rows: only then is committing the offsets safe.
+    """
+    settings = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+    return settings | {"distributed_foreground_insert": 1} if cluster else settings
+
+
 class Sink:
     """Long-running stage writing topics into ClickHouse tables; `run()` until `stop()`."""
 
@@ -73,8 +84,7 @@ class Sink:
         self._settings = settings
         self._client = client
         self._layout = Layout(settings.clickhouse_database, settings.cluster)
-        # On a cluster, wait until the shards have the rows: only then is committing the offsets safe.
-        self._insert_settings = {"distributed_foreground_insert": 1} if settings.cluster else {}
+        self._insert_settings = insert_settings(cluster=settings.cluster is not None)
         self._tables = tables
         self._on_write = on_write
         self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group))

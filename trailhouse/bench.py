@@ -285,11 +285,11 @@ def format_report(report: Report) -> str:
 
 def goal_lines(report: Report) -> list[str]:
     """Whether trailhouse's design met the issue's goal in this run, in words."""
-    ours = [q for q in report.queries if q.design == "numbers" and q.kind != "count"]
-    design = next((d for d in report.designs if d.name == "numbers"), None)
+    ours = [q for q in report.queries if q.design == bench.TRAILHOUSE and q.kind != "count"]
+    design = next((d for d in report.designs if d.name == bench.TRAILHOUSE), None)
     base = next((d for d in report.designs if d.name == "scan"), None)
     if not ours or design is None:
-        return ["goal: not evaluated (the numbers design was not measured)"]
+        return [f"goal: not evaluated (trailhouse's design, {bench.TRAILHOUSE}, was not measured)"]
     out = []
     for q in ours:
         met = q.p50 <= GOAL_P50_MS and q.p99 <= GOAL_P99_MS

@@ -176,9 +176,9 @@ def _add_bench(commands_: argparse._SubParsersAction) -> None:
     search_bench.add_argument("--events", type=_positive, default=2_000_000, help="events (default 2000000)")
     search_bench.add_argument(
         "--designs",
-        default="scan,ngrambf,text_ngrams,numbers",
-        help="comma-separated designs to compare: scan (the full-scan baseline), ngrambf, text_ngrams, numbers "
-        "(trailhouse's); default all",
+        default="scan,ngrambf,text_ngrams,numbers,lookup",
+        help="comma-separated designs to compare: scan (the full-scan baseline), ngrambf, text_ngrams, numbers, "
+        "lookup (trailhouse's); default all",
     )
     search_bench.add_argument("--repeat", type=_positive, default=20, help="timed runs per query (default 20)")
     search_bench.add_argument("--seed", type=int, default=0, help="random seed of the generated events (default 0)")

@@ -27,7 +27,7 @@ def test_one_server_creates_plain_tables_without_on_cluster():
 
 def test_a_cluster_gets_replicated_local_tables_under_distributed_ones():
     ddl = statements(CLUSTER)
-    assert all(" ON CLUSTER prod" in s for s in ddl)
+    assert all(" ON CLUSTER prod" in s for s in ddl if not s.startswith("INSERT"))  # data, not DDL
     local = _one(ddl, "CREATE TABLE IF NOT EXISTS trailhouse.events_local ON CLUSTER prod (")
     assert (
         "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', "
@@ -61,6 +61,29 @@ def test_on_a_cluster_columns_change_on_both_tables_and_indexes_only_where_the_r
     assert index and all(s.startswith("ALTER TABLE trailhouse.events_local ON CLUSTER prod") for s in index)
 
 
+def test_the_event_numbers_view_feeds_each_nodes_rows_and_the_backfill_goes_through_the_distributed_tables():
+    ddl = [" ".join(s.split()) for s in statements(CLUSTER)]
+    local = _one(ddl, "CREATE TABLE IF NOT EXISTS trailhouse.event_numbers_local ON CLUSTER prod (")
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', ingest_time)"
+        in (local)
+    )
+    assert "ORDER BY (number, event_time, recipient_account_id, event_id)" in local
+    assert "Distributed('prod', 'trailhouse', 'event_numbers_local', cityHash64(event_id))" in _one(
+        ddl, "CREATE TABLE IF NOT EXISTS trailhouse.event_numbers ON CLUSTER"
+    )
+    view = _one(ddl, "CREATE MATERIALIZED VIEW IF NOT EXISTS trailhouse.event_numbers_mv")
+    assert view.startswith(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS trailhouse.event_numbers_mv ON CLUSTER prod "
+        "TO trailhouse.event_numbers_local AS SELECT arrayJoin(search_numbers) AS number"
+    )
+    assert view.endswith("FROM trailhouse.events_local")
+    backfill = _one(ddl, "INSERT INTO trailhouse.event_numbers ")
+    assert "SETTINGS distributed_foreground_insert = 1 SELECT" in backfill
+    assert backfill.endswith("FROM trailhouse.events")
+    assert ddl.index(view) < ddl.index(backfill)  # nothing stored between the two is missed
+
+
 def test_views_read_the_distributed_table_on_a_cluster():
     ddl = [" ".join(s.split()) for s in statements(CLUSTER)]
     views = [s for s in ddl if s.startswith("CREATE OR REPLACE VIEW")]
@@ -73,6 +96,8 @@ def test_retention_alters_the_tables_that_hold_the_rows():
         "ALTER TABLE trailhouse.events_local ON CLUSTER prod MODIFY TTL toDateTime(event_time) + toIntervalDay(400)",
         "ALTER TABLE trailhouse.alerts_local ON CLUSTER prod MODIFY TTL toDateTime(alert_time) + toIntervalDay(400)",
         "ALTER TABLE trailhouse.insights_local ON CLUSTER prod MODIFY TTL toDateTime(event_time) + toIntervalDay(400)",
+        "ALTER TABLE trailhouse.event_numbers_local ON CLUSTER prod MODIFY TTL toDateTime(event_time) "
+        "+ toIntervalDay(400)",
     ]
     current = {"events": "toDateTime(event_time) + toIntervalDay(400)", "alerts": None, "insights": None}
     assert [s.split()[2] for s in retention_statements(Layout("t"), 0, current)] == ["t.events"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sinks.clickhouse import insert
-from sinks.search import SearchQuery, count, parse_query, search
+from sinks.search import SearchQuery, count, numbers_table_where, parse_query, search
 from sinks.tables import events_table
 from streams.classify import action_class
 from streams.enrich import FileContext, enrich
@@ -167,6 +167,38 @@ def test_number_searches_mean_the_same_as_substring_search(loaded, all_texts, pa
     assert count(loaded[0], loaded[1], SearchQuery(parse_query(pattern))) == len(expected)
 
 
+@pytest.mark.parametrize(
+    ("text", "filters"),
+    [
+        ("*123837392027*", {}),
+        ("123837392027 eventName:Get*", {}),
+        ("*123837392027* NOT eventName:Get*", {}),
+        ("*123837392027* source:cloudtrail-*", {}),
+        ("*123837392027*", {"regions": ("us-east-1",), "since": datetime(2023, 7, 10, 12, 30, tzinfo=UTC)}),
+        ("*123837392027*", {"accounts": ("123837392027",), "until": datetime(2023, 7, 10, 12, 30, tzinfo=UTC)}),
+        ("*999988887777*", {}),
+        ("*555555555555*", {}),
+    ],
+)
+def test_the_event_numbers_table_answers_as_the_events_table_does(loaded, text, filters):
+    client, db = loaded
+    query = SearchQuery(parse_query(text), **filters)
+    assert numbers_table_where(query) is not None
+    for with_record in (False, True):
+        for limit in (3, 10_000):
+            fast = search(client, db, query, limit=limit, with_record=with_record)
+            slow = search(client, db, query, limit=limit, with_record=with_record, number_table=False)
+            assert fast == slow, (text, filters, with_record, limit)
+    assert count(client, db, query) == count(client, db, query, number_table=False)
+
+
+@pytest.mark.parametrize(
+    "text", ["*123837392027* *Get*", "*123837392027* *218007301253*", "*1238373920271*", "NOT *123837392027*", "*"]
+)
+def test_queries_the_event_numbers_table_cannot_answer_take_the_general_path(text):
+    assert numbers_table_where(SearchQuery(parse_query(text))) is None
+
+
 def test_not_excludes_what_its_term_matches(loaded, real_records):
     everything = {r["eventID"] for r in real_records if "123837392027" in json.dumps(r)}
     gets = {r["eventID"] for r in real_records if r["eventName"].startswith("Get")}
@@ -213,3 +245,12 @@ def test_an_event_stored_twice_shows_once_as_its_newest_copy(clickhouse, setting
     old_source = SearchQuery(parse_query(f"source:{CTX.source_id}"))
     assert [e["event_id"] for e in search(clickhouse, db, old_source, limit=5)] == [e["event_id"] for e in stayed[:5]]
     assert count(clickhouse, db, old_source) == 10
+    # The same through the event_numbers table: an account number and a per-copy condition.
+    account = stayed[0]["recipient_account_id"]
+    for source, events in (("cloudtrail-org", moved), (CTX.source_id, stayed)):
+        query = SearchQuery(parse_query(f"*{account}* source:{source}"))
+        assert numbers_table_where(query) is not None
+        expected = [e["event_id"] for e in events if e["recipient_account_id"] == account]
+        assert expected and [e["event_id"] for e in search(clickhouse, db, query, limit=100)] == expected
+        assert [e["event_id"] for e in search(clickhouse, db, query, limit=2)] == expected[:2]
+        assert count(clickhouse, db, query) == len(expected)

@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 
 from schemas import Codec
 from sinks.clickhouse import ClickHouseRejected, insert
-from sinks.sink import Sink
+from sinks.sink import Sink, insert_settings
 from sinks.tables import events_table, sink_tables
 from streams.enrich import FileContext, enrich
 from tests.conftest import wait_drained
@@ -173,6 +173,32 @@ def test_the_same_batch_inserted_twice_is_absorbed(settings, clickhouse, real_re
     table = f"{settings.clickhouse_database}.events"
     for _ in range(2):
         insert(clickhouse, table, spec.columns, columns, dedup_token="events:0:0:99")
+    assert _count(clickhouse, settings, final=False) == 100
+
+
+def test_a_batch_retried_after_it_reached_events_but_not_event_numbers_fills_event_numbers_once(
+    settings, clickhouse, real_records
+):
+    spec = events_table()
+    columns = spec.to_columns([enrich(json.dumps(r), CTX) for r in real_records[:100]])
+    db = settings.clickhouse_database
+
+    def insert_batch() -> None:
+        options = insert_settings(cluster=False)
+        insert(clickhouse, f"{db}.events", spec.columns, columns, dedup_token="events:0:0:99", settings=options)
+
+    def numbers() -> int:
+        return clickhouse.query(f"SELECT count() FROM {db}.event_numbers").result_rows[0][0]
+
+    clickhouse.command(f"DETACH TABLE {db}.event_numbers_mv")  # the insert fails after writing `events`
+    insert_batch()
+    clickhouse.command(f"ATTACH TABLE {db}.event_numbers_mv")
+    assert numbers() == 0
+    insert_batch()
+    expected = numbers()
+    assert expected >= 100  # every record holds its account number at least
+    insert_batch()
+    assert numbers() == expected
     assert _count(clickhouse, settings, final=False) == 100
 
 
