@@ -34,7 +34,6 @@ from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
-from streams.commit_holes import hold_commits_at_holes
 from streams.health import observe_worker
 from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity, add_events, observe, to_avro
@@ -221,7 +220,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
         async for message in stream.events():
-            guard.delivered(monotonic())
+            guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
             try:
                 if message.message.topic == settings.topic_checkpoints:
                     await on_poll_outcome(message)
@@ -277,7 +276,6 @@ class RebalanceWatch(faust.Sensor):
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     use_exact_highwaters(settings, bootstrap)
-    hold_commits_at_holes([settings.topic_raw])
     start_group_at_beginning(
         settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
     )
