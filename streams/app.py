@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from faust.web import Request, Response, View
 
@@ -193,15 +194,24 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     @app.timer(interval=1.0)
     async def deliver_stranded_messages() -> None:
         """See streams/stall.py: re-seek when Faust dropped messages fetched while its flow was suspended."""
+        if app.rebalancing:
+            return  # a seek now would name partitions being taken away (IllegalStateError crashes the app)
         actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
         ends = {(tp.topic, tp.partition): app.consumer.highwater(tp) or 0 for tp in actives}
         known = getattr(app.consumer, "_committed_offset", {})  # Faust's own record of its last commit
         committed = {(tp.topic, tp.partition): known.get(tp) or 0 for tp in actives}
         if guard.should_seek(ends, committed, monotonic()):
             log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
+            await reread_from_commits()
+
+    async def reread_from_commits() -> None:
+        try:
             await app.consumer.perform_seek()
+        except IllegalStateError as exc:  # a rebalance took a partition meanwhile: it starts from its commit anyway
+            log.info("no seek during a rebalance: %s", exc)
 
     agent_task: dict[str, asyncio.Task[Any] | None] = {"task": None}
+    last_offsets: dict[tuple[str, int], int] = {}
 
     @app.timer(interval=10.0)
     async def report_slow_messages() -> None:
@@ -220,7 +230,17 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
         async for message in stream.events():
-            guard.delivered((message.message.topic, message.message.partition), message.message.offset, monotonic())
+            tp, offset = (message.message.topic, message.message.partition), message.message.offset
+            if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
+                # Faust dropped what it fetched while its flow was suspended (NOTES.md, known data-loss bug): say so.
+                log.warning(
+                    "raw partition %d: offsets %d..%d were not delivered to the agent",
+                    tp[1],
+                    last_offsets[tp] + 1,
+                    offset - 1,
+                )
+            last_offsets[tp] = offset
+            guard.delivered(tp, offset, monotonic())
             try:
                 if message.message.topic == settings.topic_checkpoints:
                     await on_poll_outcome(message)
