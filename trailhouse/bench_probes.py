@@ -95,10 +95,11 @@ def chdb_baseline(folder: Path, dsn: str, database: str) -> tuple[int, float, fl
     Records, JSON functions extract the columns; the same table (migrations, skip indexes and all) as the sink's.
     """
     from sinks.clickhouse import call, connect
+    from sinks.ddl import Layout
     from sinks.migrations import migrate
 
     client = connect(dsn)
-    migrate(client, database)
+    migrate(client, Layout(database))
     columns = ", ".join(_BASELINE_COLUMNS)
     values = ", ".join(_BASELINE_COLUMNS.values())
     source = f"file('{folder}/**/*.json.gz', 'JSONAsString')"
