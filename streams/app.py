@@ -35,6 +35,7 @@ from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
+from streams.commit_holes import hold_commits_at_holes
 from streams.health import observe_worker
 from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity, add_events, observe, to_avro
@@ -232,7 +233,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         async for message in stream.events():
             tp, offset = (message.message.topic, message.message.partition), message.message.offset
             if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
-                # Faust dropped what it fetched while its flow was suspended (NOTES.md, known data-loss bug): say so.
+                # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds the
+                # commit before them and the stall guard reads them again (NOTES.md).
                 log.warning(
                     "raw partition %d: offsets %d..%d were not delivered to the agent",
                     tp[1],
@@ -240,7 +242,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
                     offset - 1,
                 )
             last_offsets[tp] = offset
-            guard.delivered(tp, offset, monotonic())
+            guard.delivered(monotonic())
             try:
                 if message.message.topic == settings.topic_checkpoints:
                     await on_poll_outcome(message)
@@ -296,6 +298,8 @@ class RebalanceWatch(faust.Sensor):
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     use_exact_highwaters(settings, bootstrap)
+
+    hold_commits_at_holes([settings.topic_raw])
     start_group_at_beginning(
         settings, bootstrap, settings.worker_group, [settings.topic_raw, settings.topic_checkpoints]
     )

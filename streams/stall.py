@@ -3,16 +3,17 @@
 Faust resumes fetching a moment before it resumes the flow of messages to agents after a rebalance's table
 recovery; what it drains in between is marked as read and dropped (seen here: files and poll outcomes published
 while a worker restored its tables were never processed, so `run --once` waited forever). The guard watches,
-for a while after each rebalance, whether a partition holds messages beyond the last one the agent received
-while the agent is idle (not working on a message: a chunk waiting for its deliveries under backpressure is
-busy, not stalled, and seeking under it would only read the same chunks again); if so the worker seeks back to
-its committed offsets, which delivers them again (anything delivered twice is absorbed by de-duplication).
+for a while after each rebalance, whether a partition is not committed to its end while the agent is idle
+(the commit is held at a dropped message by streams/commit_holes.py, so this also finds messages dropped before
+others that were delivered; idle means not working on a message: a chunk waiting for its deliveries under
+backpressure is busy, not stalled, and seeking under it would only read the same chunks again); if so the worker
+seeks back to its committed offsets, which delivers them again (anything delivered twice is absorbed by de-duplication).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 TP = tuple[str, int]
 
@@ -22,7 +23,6 @@ class StallGuard:
     idle_s: float = 3.0  # the agent received nothing for this long...
     watch_s: float = 120.0  # ...within this long after a rebalance...
     max_seeks: int = 5  # ...at most this many times per rebalance
-    _delivered: dict[TP, int] = field(default_factory=dict)
     _last_delivery: float = 0.0
     _busy: bool = False
     _rebalanced_at: float | None = None
@@ -31,9 +31,8 @@ class StallGuard:
     def rebalanced(self, now: float) -> None:
         self._rebalanced_at, self._seeks, self._last_delivery = now, 0, now
 
-    def delivered(self, tp: TP, offset: int, now: float) -> None:
+    def delivered(self, now: float) -> None:
         """The agent received a message and works on it until `done`."""
-        self._delivered[tp] = max(offset, self._delivered.get(tp, -1))
         self._last_delivery, self._busy = now, True
 
     def done(self, now: float) -> None:
@@ -44,14 +43,14 @@ class StallGuard:
         return now - self._last_delivery if self._busy else 0.0
 
     def should_seek(self, ends: Mapping[TP, int], committed: Mapping[TP, int], now: float) -> bool:
-        """True when some partition has messages past both its committed offset and the last delivered message
-        while the agent sits idle."""
+        """True when some partition is not committed to its end while the agent sits idle: what it holds was
+        never delivered (dropped after the last delivered message, or before it, where streams/commit_holes.py
+        holds the commit)."""
         if self._rebalanced_at is None or now - self._rebalanced_at > self.watch_s or self._seeks >= self.max_seeks:
             return False
         if self._busy or now - self._last_delivery < self.idle_s:
             return False
-        behind = (end - 1 > max(self._delivered.get(tp, -1), committed.get(tp, 0) - 1) for tp, end in ends.items())
-        if any(behind):
+        if any(end > committed.get(tp, 0) for tp, end in ends.items()):
             self._seeks += 1
             self._last_delivery = now  # give the seek time to deliver before judging again
             return True

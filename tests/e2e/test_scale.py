@@ -152,12 +152,6 @@ def test_several_workers_and_sinks_share_the_partitions_and_ingest_once(deployme
     assert sorted(found[0] + found[1]) == sorted(expected), "an event is missing, doubled, or in both stores"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (NOTES.md): when the survivor takes over while new files arrive, Faust sometimes drops the "
-    "raw messages it fetched during the rebalance and commits past them (one source's run of files, e.g. 25-62 "
-    "of 24,000 events, in ~1 of 4 runs on a loaded machine); kept running so a fix shows as XPASS",
-)
 @pytest.mark.timeout(240)
 def test_a_killed_worker_hands_its_partitions_over_and_nothing_is_lost_or_doubled(deployment, broker, tmp_path, unique):
     folder = tmp_path / "bucket"
