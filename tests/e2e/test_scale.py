@@ -179,7 +179,7 @@ def test_a_killed_worker_hands_its_partitions_over_and_nothing_is_lost_or_double
     except pytest.fail.Exception as stalled:
         if "no worker catch-up" not in str(stalled):
             raise
-        # Known and open (NOTES.md): in ~1 of 8 runs the survivor stops short after its seeks; nothing is lost.
+        # Known and open (NOTES.md): in ~1 of 8 runs the survivor stops short of the end after its seeks.
         pytest.xfail(f"known open issue, the survivor stalled after the takeover:\n{stalled}"[:4000])
     until(caught_up(settings, broker, settings.sink_group, settings.topic_events), "sink catch-up", 120, stages)
 
