@@ -8,6 +8,20 @@ import sys
 from pathlib import Path
 
 
+def stage_env(broker: str, unique: str, **more: str) -> dict[str, str]:
+    """Environment for stage processes of one test: its own topics and groups on the session broker."""
+    topics = ("raw", "events", "dlq", "registry", "checkpoints", "sources", "insights", "alerts")
+    return {
+        "TRAILHOUSE_KAFKA_BOOTSTRAP": broker,
+        **{f"TRAILHOUSE_TOPIC_{topic.upper()}": f"{topic}-{unique}" for topic in topics},
+        "TRAILHOUSE_WORKER_GROUP": f"worker-{unique}",
+        "TRAILHOUSE_SINK_GROUP": f"sink-{unique}",
+        "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
+        "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
+        **more,
+    }
+
+
 class Trailhouse:
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         self.env = {**os.environ, **env, "TRAILHOUSE_DATA_DIR": str(data_dir)}

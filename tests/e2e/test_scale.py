@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_drained
-from tests.e2e.cli import StageProcess, Trailhouse
+from tests.e2e.cli import StageProcess, Trailhouse, stage_env
 from trailhouse.config import Settings, load_settings
 from trailhouse.generate import GenerateSpec, folder_writer, generate_files, write_files
 from trailhouse.kafka import committed_offsets, end_offsets, is_drained
@@ -40,22 +40,6 @@ def generate(folder: Path, *, events: int, seed: int, start: datetime) -> set[st
     files = list(generate_files(GenerateSpec(events=events, accounts=4, seed=seed, regions=REGIONS, start=start)))
     write_files(files, folder_writer(folder))
     return {r["eventID"] for f in files for r in json.loads(gzip.decompress(f.body))["Records"]}
-
-
-def stage_env(broker: str, unique: str) -> dict[str, str]:
-    return {
-        "TRAILHOUSE_KAFKA_BOOTSTRAP": broker,
-        "TRAILHOUSE_KAFKA_PARTITIONS": str(PARTITIONS),
-        "TRAILHOUSE_TOPIC_RAW": f"raw-{unique}",
-        "TRAILHOUSE_TOPIC_EVENTS": f"events-{unique}",
-        "TRAILHOUSE_TOPIC_DLQ": f"dlq-{unique}",
-        "TRAILHOUSE_TOPIC_REGISTRY": f"registry-{unique}",
-        "TRAILHOUSE_TOPIC_CHECKPOINTS": f"checkpoints-{unique}",
-        "TRAILHOUSE_WORKER_GROUP": f"worker-{unique}",
-        "TRAILHOUSE_SINK_GROUP": f"sink-{unique}",
-        "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
-        "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
-    }
 
 
 def until(condition: Callable[[], bool], what: str, timeout: float, processes: list[StageProcess]) -> None:
@@ -101,7 +85,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(tmp_path: Path, broker: str, unique: str) -> Iterator[Deployment]:
-    deployed = Deployment(tmp_path, stage_env(broker, unique))
+    deployed = Deployment(tmp_path, stage_env(broker, unique, TRAILHOUSE_KAFKA_PARTITIONS=str(PARTITIONS)))
     yield deployed
     deployed.close()
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import lay_out_real_files, wait_drained
-from tests.e2e.cli import Trailhouse
+from tests.e2e.cli import Trailhouse, stage_env
 from trailhouse.config import load_settings
 from trailhouse.generate import folder_writer
 from trailhouse.processes import free_port
@@ -19,20 +19,12 @@ pytestmark = pytest.mark.e2e
 def test_each_stage_runs_alone_against_a_shared_kafka(broker, tmp_path, unique, real_files):
     folder = tmp_path / "bucket"
     lay_out_real_files(real_files[:10], folder_writer(folder))
-    env = {
-        "TRAILHOUSE_KAFKA_BOOTSTRAP": broker,
-        "TRAILHOUSE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
-        "TRAILHOUSE_TOPIC_RAW": f"raw-{unique}",
-        "TRAILHOUSE_TOPIC_EVENTS": f"events-{unique}",
-        "TRAILHOUSE_TOPIC_DLQ": f"dlq-{unique}",
-        "TRAILHOUSE_TOPIC_REGISTRY": f"registry-{unique}",
-        "TRAILHOUSE_TOPIC_CHECKPOINTS": f"checkpoints-{unique}",
-        "TRAILHOUSE_WORKER_GROUP": f"worker-{unique}",
-        "TRAILHOUSE_SINK_GROUP": f"sink-{unique}",
-        "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
-        "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
-        "TRAILHOUSE_WORKER_WEB_PORT": str(free_port()),
-    }
+    env = stage_env(
+        broker,
+        unique,
+        TRAILHOUSE_CLICKHOUSE_URL=f"chdb://{tmp_path / 'clickhouse'}",
+        TRAILHOUSE_WORKER_WEB_PORT=str(free_port()),
+    )
     trailhouse = Trailhouse(tmp_path / "data", env)
     settings = load_settings(environ={k: v for k, v in trailhouse.env.items() if k.startswith("TRAILHOUSE_")})
     trailhouse("sources", "add", "--account", "218007301253", "--region", "us-east-1", "--bucket", f"file://{folder}")
