@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Any
@@ -198,18 +198,26 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         if app.rebalancing:
             return  # a seek now would name partitions being taken away (IllegalStateError crashes the app)
         actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
-        ends = {(tp.topic, tp.partition): app.consumer.highwater(tp) or 0 for tp in actives}
+        ends = {tp: app.consumer.highwater(tp) or 0 for tp in actives}
         known = getattr(app.consumer, "_committed_offset", {})  # Faust's own record of its last commit
-        committed = {(tp.topic, tp.partition): known.get(tp) or 0 for tp in actives}
-        if guard.should_seek(ends, committed, monotonic()):
-            log.info("messages fetched during the rebalance were not delivered; reading again from the commits")
-            await reread_from_commits()
+        await reread_from_commits(guard.lagging(ends, {tp: known.get(tp) or 0 for tp in actives}, monotonic()))
 
-    async def reread_from_commits() -> None:
-        try:
-            await app.consumer.perform_seek()
-        except IllegalStateError as exc:  # a rebalance took a partition meanwhile: it starts from its commit anyway
-            log.info("no seek during a rebalance: %s", exc)
+    async def reread_from_commits(offsets: Mapping[TP, int]) -> None:
+        """Seek each partition to its committed offset, which Faust's `perform_seek` would skip for offset 0."""
+        for tp, offset in offsets.items():
+            log.info(
+                "%s partition %d: committed to %d of %d while idle, messages fetched during the rebalance were not "
+                "delivered; reading again from %d",
+                tp.topic,
+                tp.partition,
+                offset,
+                app.consumer.highwater(tp) or 0,
+                offset,
+            )
+            try:
+                await app.consumer.seek(tp, offset)
+            except IllegalStateError as exc:  # a rebalance took the partition meanwhile: it starts from its commit
+                log.info("no seek during a rebalance: %s", exc)
 
     agent_task: dict[str, asyncio.Task[Any] | None] = {"task": None}
     last_offsets: dict[tuple[str, int], int] = {}

@@ -13,6 +13,11 @@ acknowledged offsets and commits past the messages the seek is about to deliver 
 while 275..281 had never reached the agent). The stall guard (streams/stall.py) sees the partition behind while
 the agent idles and seeks back to the committed offset, which delivers the dropped messages again.
 
+A commit the broker refused (the group was rebalancing) is recorded by Faust as made all the same, and the
+acknowledged offsets it covered are already forgotten: the worker then believed a partition committed that the
+group had not, and never committed it again (a partition committed at 0 stays at 0). Such a commit is forgotten
+here; the commit is held there, and the rebalance's seek or the stall guard reads those messages again.
+
 Limit: if retention deleted a raw partition's messages past the group's committed offset, the commit stays
 held there (the worker's lag grows and the stall guard logs its seeks); reset the group's offsets
 (`kafka-consumer-groups --reset-offsets --to-earliest`) to move on.
@@ -20,7 +25,7 @@ held there (the worker's lag grows and the stall guard logs its seeks); reset th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from faust.transport.consumer import Consumer
 from faust.types import TP
@@ -40,3 +45,14 @@ def hold_commits_at_holes(topics: Iterable[str]) -> None:
         return faust_new_offset(self, tp)
 
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+
+    faust_commit_offsets = Consumer._commit_offsets
+
+    async def _commit_offsets(self: Consumer, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        before = {tp: self._committed_offset.get(tp) for tp in offsets}
+        did_commit = await faust_commit_offsets(self, offsets, start_new_transaction)
+        if not did_commit:
+            self._committed_offset.update(before)
+        return did_commit
+
+    Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]

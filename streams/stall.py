@@ -7,7 +7,9 @@ for a while after each rebalance, whether a partition is not committed to its en
 (the commit is held at a dropped message by streams/commit_holes.py, so this also finds messages dropped before
 others that were delivered; idle means not working on a message: a chunk waiting for its deliveries under
 backpressure is busy, not stalled, and seeking under it would only read the same chunks again); if so the worker
-seeks back to its committed offsets, which delivers them again (anything delivered twice is absorbed by de-duplication).
+seeks those partitions back to their committed offsets, which delivers them again (anything delivered twice is
+absorbed by de-duplication). The seek names each offset itself: aiokafka's `seek_to_committed` leaves a partition
+committed at 0, or not at all, where it is, so a message dropped there would never be read again.
 """
 
 from __future__ import annotations
@@ -42,16 +44,16 @@ class StallGuard:
         """Seconds the agent has been working on its current message (0 when idle)."""
         return now - self._last_delivery if self._busy else 0.0
 
-    def should_seek(self, ends: Mapping[TP, int], committed: Mapping[TP, int], now: float) -> bool:
-        """True when some partition is not committed to its end while the agent sits idle: what it holds was
-        never delivered (dropped after the last delivered message, or before it, where streams/commit_holes.py
-        holds the commit)."""
+    def lagging(self, ends: Mapping[TP, int], committed: Mapping[TP, int], now: float) -> dict[TP, int]:
+        """The partitions to read again from their committed offsets (empty: leave the worker be): those not
+        committed to their end while the agent sits idle, whose messages were never delivered (dropped after
+        the last delivered message, or before it, where streams/commit_holes.py holds the commit)."""
         if self._rebalanced_at is None or now - self._rebalanced_at > self.watch_s or self._seeks >= self.max_seeks:
-            return False
+            return {}
         if self._busy or now - self._last_delivery < self.idle_s:
-            return False
-        if any(end > committed.get(tp, 0) for tp, end in ends.items()):
+            return {}
+        behind = {tp: committed.get(tp, 0) for tp, end in ends.items() if end > committed.get(tp, 0)}
+        if behind:
             self._seeks += 1
             self._last_delivery = now  # give the seek time to deliver before judging again
-            return True
-        return False
+        return behind
