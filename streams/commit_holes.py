@@ -25,10 +25,13 @@ held there (the worker's lag grows and the stall guard logs its seeks); reset th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 from faust.transport.consumer import Consumer
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 
 def hold_commits_at_holes(topics: Iterable[str]) -> None:
@@ -51,7 +54,8 @@ def hold_commits_at_holes(topics: Iterable[str]) -> None:
     async def _commit_offsets(self: Consumer, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         before = {tp: self._committed_offset.get(tp) for tp in offsets}
         did_commit = await faust_commit_offsets(self, offsets, start_new_transaction)
-        if not did_commit:
+        if not did_commit and offsets:
+            log.info("commit of %s not taken (the group is rebalancing); it is made again after", dict(offsets))
             self._committed_offset.update(before)
         return did_commit
 
