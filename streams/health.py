@@ -51,16 +51,16 @@ class WorkerSensor(faust.Sensor):
 
 
 def raw_lag(consumer: Any, topic: str) -> dict[int, int]:
-    """Messages behind per held partition of `topic`; partitions not fetched or committed yet are left out."""
+    """Messages behind per held partition of `topic`; partitions not fetched yet are left out. A partition never
+    committed counts from offset 0 (new groups start there), so a worker stuck at its start shows its lag."""
     committed = getattr(consumer, "_committed_offset", {})
     lag = {}
     for tp in consumer.assignment():
-        done = committed.get(tp)
-        if tp.topic != topic or done is None:
+        if tp.topic != topic:
             continue
         end = consumer.highwater(tp)
         if end is not None and end >= 0:
-            lag[tp.partition] = max(0, end - (done + 1))  # Faust records the last offset done, not the next one
+            lag[tp.partition] = max(0, end - (committed.get(tp) or 0))  # Faust keeps the next offset to read
     return lag
 
 
