@@ -203,7 +203,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         await reread_from_commits(guard.lagging(ends, {tp: known.get(tp) or 0 for tp in actives}, monotonic()))
 
     async def reread_from_commits(offsets: Mapping[TP, int]) -> None:
-        """Seek each partition to its committed offset, which Faust's `perform_seek` would skip for offset 0."""
+        """Seek each partition to its committed offset, which Faust's `perform_seek` skips for offset 0."""
         for tp, offset in offsets.items():
             log.info(
                 "%s partition %d: committed to %d of %d while idle, messages fetched during the rebalance were not "
@@ -214,10 +214,13 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
                 app.consumer.highwater(tp) or 0,
                 offset,
             )
-            try:
-                await app.consumer.seek(tp, offset)
-            except IllegalStateError as exc:  # a rebalance took the partition meanwhile: it starts from its commit
-                log.info("no seek during a rebalance: %s", exc)
+            try:  # in the consumer's thread: aiokafka's fetcher is not thread-safe (a seek from here crashed it)
+                await app.consumer.seek_wait({tp: offset})
+            except (
+                IllegalStateError,
+                TimeoutError,
+            ) as exc:  # a rebalance took the partition: it starts from its commit
+                log.info("no seek of %s: %r", tp, exc)
 
     agent_task: dict[str, asyncio.Task[Any] | None] = {"task": None}
     last_offsets: dict[tuple[str, int], int] = {}
