@@ -22,7 +22,7 @@ def test_one_server_creates_plain_tables_without_on_cluster():
     events = _one(ddl, "CREATE TABLE IF NOT EXISTS trailhouse.events (")
     assert "ENGINE = ReplacingMergeTree(ingest_time) PARTITION BY toDate(event_time)" in events
     assert "ORDER BY (recipient_account_id, event_time, event_id)" in events
-    assert "SETTINGS non_replicated_deduplication_window = 10000" in events
+    assert "SETTINGS non_replicated_deduplication_window = 10000, index_granularity_bytes = 1048576" in events
 
 
 def test_a_cluster_gets_replicated_local_tables_under_distributed_ones():
@@ -33,7 +33,7 @@ def test_a_cluster_gets_replicated_local_tables_under_distributed_ones():
         "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', "
         "ingest_time)" in local
     )
-    assert "SETTINGS replicated_deduplication_window = 10000" in local
+    assert "SETTINGS index_granularity_bytes = 1048576, replicated_deduplication_window = 10000" in local
     assert _one(ddl, "CREATE TABLE IF NOT EXISTS trailhouse.events ON CLUSTER") == (
         "CREATE TABLE IF NOT EXISTS trailhouse.events ON CLUSTER prod AS trailhouse.events_local "
         "ENGINE = Distributed('prod', 'trailhouse', 'events_local', cityHash64(event_id))"
