@@ -5,7 +5,8 @@ Topology:
                     ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
     trailhouse.checkpoints (poll outcomes) ─┘   ├─▶ cloudtrail.sources  (SourceState, on every change)
                                                 └─▶ cloudtrail.insights (Insight Start/End, streams/insights.py)
-    tables: event-ids (de-dup window), source-state (per source), insight-sources + insight-apis (detector)
+    tables: event-ids (de-dup window, RocksDB by default), source-state (per source), insight-sources +
+            insight-apis (detector); where each lives: streams/stores.py
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
     web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
@@ -43,6 +44,7 @@ from streams.insights import new_state as new_detector_state
 from streams.produce import send_batched
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
+from streams.stores import DEDUP_TABLE, dedup_table_store, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
 from trailhouse.security import faust_options, kafka_security
@@ -61,12 +63,12 @@ log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
+        store="memory://",  # the small tables; the de-dup window's store is its own (streams/stores.py)
+        datadir=str(settings.worker_data_dir),
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=settings.kafka_replication,
         producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
@@ -91,7 +93,11 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
     # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
     # the previous window, i.e. within at least `dedup_window` and at most twice that.
-    seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
+    seen = (
+        app.Table(DEDUP_TABLE, default=int, **dedup_table_store(settings))
+        .tumbling(window, expires=2 * window)
+        .relative_to_stream()
+    )
     states = app.Table("source-state", default=None, use_partitioner=True)
     # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
     # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
@@ -306,6 +312,7 @@ class RebalanceWatch(faust.Sensor):
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     use_exact_highwaters(settings, bootstrap)
+    directory_lock = hold_worker_dir(settings)
 
     hold_commits_at_holes([settings.topic_raw])
     start_group_at_beginning(
@@ -315,4 +322,8 @@ def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if directory_lock is not None:
+            directory_lock.close()

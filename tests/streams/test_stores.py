@@ -1,0 +1,43 @@
+import pytest
+
+from streams.stores import dedup_table_store, hold_worker_dir
+from trailhouse.config import Settings
+from trailhouse.errors import DataDirInUse
+
+
+def test_the_dedup_window_is_on_disk_with_bounded_memory_unless_memory_is_asked_for():
+    settings = Settings(rocksdb_write_buffer_bytes=2 << 20, rocksdb_block_cache_bytes=3 << 20, dedup_window=100.0)
+    assert dedup_table_store(settings) == {
+        "store": "rocksdb:event-ids",
+        "options": {
+            "write_buffer_size": 2 << 20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": 3 << 20,
+            "ttl": 300,
+        },
+    }
+    assert dedup_table_store(settings.with_(dedup_store="memory")) == {"store": "memory://"}
+
+
+def test_two_workers_cannot_share_a_directory_of_rocksdb_tables(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    held = hold_worker_dir(settings)
+    try:
+        with pytest.raises(DataDirInUse, match="its own data directory"):
+            hold_worker_dir(settings)
+    finally:
+        held.close()
+    hold_worker_dir(settings).close()  # free again once the first worker is gone
+    assert hold_worker_dir(settings.with_(dedup_store="memory")) is None
+
+
+def test_the_worker_keeps_its_dedup_window_in_rocksdb_and_the_small_tables_in_memory(tmp_path):
+    from faust.stores import memory, rocksdb
+
+    from streams.app import build_app
+
+    app = build_app(Settings(data_dir=tmp_path), "127.0.0.1:9", web_port=6066)
+    stores = {name: type(table.data) for name, table in app.tables.items()}
+    assert stores.pop("event-ids") is rocksdb.Store
+    assert set(stores.values()) == {memory.Store}
+    assert app.tables["event-ids"].data.partition_path(0) == tmp_path / "faust/v1/tables/event-ids-0.db"
