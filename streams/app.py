@@ -25,7 +25,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
@@ -44,7 +44,7 @@ from streams.insights import new_state as new_detector_state
 from streams.produce import send_batched
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
-from streams.stores import DEDUP_TABLE, dedup_table_store, hold_worker_dir
+from streams.stores import dedup_table, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
 from trailhouse.security import faust_options, kafka_security
@@ -87,17 +87,10 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         canonical_url=f"http://{settings.worker_web_host}:{web_port}",
         **faust_options(kafka_security(settings)),
     )
-    window = timedelta(seconds=settings.dedup_window)
     online_window_ms = int(settings.online_window * 1000)
     input_topics = (settings.topic_raw, settings.topic_checkpoints)
     inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
-    # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
-    # the previous window, i.e. within at least `dedup_window` and at most twice that.
-    seen = (
-        app.Table(DEDUP_TABLE, default=int, **dedup_table_store(settings))
-        .tumbling(window, expires=2 * window)
-        .relative_to_stream()
-    )
+    seen = dedup_table(app, settings)  # event id -> first raw message + 1, per window (streams/stores.py)
     states = app.Table("source-state", default=None, use_partitioner=True)
     # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
     # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
@@ -125,7 +118,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         fresh = []
         for event in result.events:
             window_of_id = seen[event["event_id"]]
-            first = window_of_id.current() or window_of_id.delta(window)
+            first = window_of_id.current() or window_of_id.delta(settings.dedup_window)
             if first and first != mark:
                 continue
             if not first:

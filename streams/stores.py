@@ -12,15 +12,22 @@ The source-state and detector tables stay in memory: one entry per source or per
 writes the source state from a timer, outside any message, which Faust's RocksDB store does not support (it takes
 the partition of a write from the message being processed).
 
-Entries of windows read back from RocksDB after a restart are not in Faust's in-memory expiry index (it only
-learns keys as they are written), so Faust never deletes them; RocksDB's TTL (three windows, longer than any
-entry is looked up) drops them at compaction instead, which keeps the disk bounded across restarts.
+Expiry: Faust expires a windowed table's keys through an index in memory of every key written (a set per window,
+plus a heap entry per write: ~300 bytes per event id, as much as the memory store's own entry), so on disk the
+window would still cost memory per event. `DiskWindowTable` leaves that index out and lets RocksDB's TTL (three
+windows from the write, longer than any entry is looked up: an id is looked up in the current and the previous
+window only) drop old windows at compaction. That also drops what Faust's index never knew: windows read back
+from disk or from the changelog after a restart.
 """
 
 from __future__ import annotations
 
 import fcntl
+from datetime import timedelta
 from typing import IO, Any
+
+import faust
+from faust.types.tables import WindowWrapperT
 
 from trailhouse.config import Settings
 from trailhouse.errors import DataDirInUse
@@ -46,6 +53,27 @@ def dedup_table_store(settings: Settings) -> dict[str, Any]:
             "ttl": int(3 * settings.dedup_window),
         },
     }
+
+
+class DiskWindowTable(faust.Table):
+    """A windowed table without Faust's in-memory expiry index: its store expires old windows (RocksDB's TTL)."""
+
+    def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
+        _, (_, window_end) = key  # only what `relative_to_now()` windows read; the index stays empty
+        latest = self._partition_latest_timestamp
+        latest[partition] = max(latest[partition], window_end)
+
+
+def dedup_table(app: faust.App, settings: Settings) -> WindowWrapperT:
+    """The de-dup window: tumbling windows of `dedup_window` in stream time, kept for two (an id is a duplicate if
+    seen in the current or the previous window: within at least `dedup_window` and at most twice that)."""
+    window = timedelta(seconds=settings.dedup_window)
+    store = dedup_table_store(settings)
+    if settings.dedup_store == "memory":
+        table = app.Table(DEDUP_TABLE, default=int, **store)
+    else:
+        table = app.tables.add(DiskWindowTable(app, name=DEDUP_TABLE, default=int, beacon=app.tables.beacon, **store))
+    return table.tumbling(window, expires=2 * window).relative_to_stream()
 
 
 def hold_worker_dir(settings: Settings) -> IO[str] | None:

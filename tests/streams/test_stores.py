@@ -1,6 +1,6 @@
 import pytest
 
-from streams.stores import dedup_table_store, hold_worker_dir
+from streams.stores import DiskWindowTable, dedup_table_store, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.errors import DataDirInUse
 
@@ -41,3 +41,18 @@ def test_the_worker_keeps_its_dedup_window_in_rocksdb_and_the_small_tables_in_me
     assert stores.pop("event-ids") is rocksdb.Store
     assert set(stores.values()) == {memory.Store}
     assert app.tables["event-ids"].data.partition_path(0) == tmp_path / "faust/v1/tables/event-ids-0.db"
+    assert isinstance(app.tables["event-ids"], DiskWindowTable), "no in-memory index of the window's keys"
+
+    in_memory = build_app(Settings(data_dir=tmp_path, dedup_store="memory"), "127.0.0.1:9", web_port=6066)
+    assert type(in_memory.tables["event-ids"].data) is memory.Store
+    assert not isinstance(in_memory.tables["event-ids"], DiskWindowTable), "Faust's index expires the memory store"
+
+
+def test_a_window_on_disk_keeps_no_index_of_its_keys_in_memory(tmp_path):
+    from streams.app import build_app
+
+    table = build_app(Settings(data_dir=tmp_path), "127.0.0.1:9", web_port=6066).tables["event-ids"]
+    for n in range(1000):
+        table._maybe_set_key_ttl((f"id-{n}", (0.0, 86_399.9)), 1)
+    assert not table._partition_timestamp_keys and not table._partition_timestamps[1]
+    assert table._partition_latest_timestamp[1] == 86_399.9
