@@ -133,7 +133,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
         events, duplicates = drop_duplicates(result, raw.offset)
         key = result.source_id.encode()
-        deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
+        deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (streams/stores.py)
+        deliveries += await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
         deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
         store_detector = None
         if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source

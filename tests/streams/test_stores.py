@@ -56,3 +56,16 @@ def test_a_window_on_disk_keeps_no_index_of_its_keys_in_memory(tmp_path):
         table._maybe_set_key_ttl((f"id-{n}", (0.0, 86_399.9)), 1)
     assert not table._partition_timestamp_keys and not table._partition_timestamps[1]
     assert table._partition_latest_timestamp[1] == 86_399.9
+
+
+def test_a_dedup_write_queues_its_changelog_message_for_the_chunk_instead_of_faust_s_producer_buffer(tmp_path):
+    from streams.app import build_app
+
+    for store in ("rocksdb", "memory"):
+        app = build_app(Settings(data_dir=tmp_path / store, dedup_store=store), "127.0.0.1:9", web_port=6066)
+        table = app.tables["event-ids"]
+        sent = table.send_changelog(2, ("e1", (0.0, 86_399.9)), 8)
+        assert sent.message.partition == 2
+        # The bytes Faust's own send would have produced: recovery writes them to the store as they are.
+        assert table._unsent == [(2, b'["e1",[0.0,86399.9]]', b"8")]
+        assert app.producer.buffer.size == 0
