@@ -5,7 +5,8 @@ Topology:
                     ├─ agent `process` ─────────┼─▶ cloudtrail.dlq      (records that are not JSON objects, ...)
     trailhouse.checkpoints (poll outcomes) ─┘   ├─▶ cloudtrail.sources  (SourceState, on every change)
                                                 └─▶ cloudtrail.insights (Insight Start/End, streams/insights.py)
-    tables: event-ids (de-dup window), source-state (per source), insight-sources + insight-apis (detector)
+    tables: event-ids (de-dup window, RocksDB by default), source-state (per source), insight-sources +
+            insight-apis (detector); where each lives: streams/stores.py
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
     web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
@@ -24,7 +25,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
@@ -43,6 +44,7 @@ from streams.insights import new_state as new_detector_state
 from streams.produce import send_batched
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
+from streams.stores import dedup_table, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
 from trailhouse.security import faust_options, kafka_security
@@ -57,22 +59,26 @@ SILENT_SOURCES_EVERY_S = 30.0
 SLOW_MESSAGE_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
+# Raw messages Faust fetches ahead of the agent and holds in memory: its default, 4,096 messages, held the whole
+# 200k-event bench input (1,121 raw messages of ~230 kB). At most ~64 MiB of full-size chunks (74 by default).
+STREAM_BUFFER_BYTES = 64 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
+        store="memory://",  # the small tables; the de-dup window's store is its own (streams/stores.py)
+        datadir=str(settings.worker_data_dir),
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=settings.kafka_replication,
         producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         producer_max_request_size=max(settings.raw_chunk_bytes + 64 * 1024, 1_000_000),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
+        stream_buffer_maxsize=max(16, STREAM_BUFFER_BYTES // settings.raw_chunk_bytes),
         broker_commit_interval=1.0,
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
@@ -85,13 +91,10 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         canonical_url=f"http://{settings.worker_web_host}:{web_port}",
         **faust_options(kafka_security(settings)),
     )
-    window = timedelta(seconds=settings.dedup_window)
     online_window_ms = int(settings.online_window * 1000)
     input_topics = (settings.topic_raw, settings.topic_checkpoints)
     inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
-    # Tumbling windows of the de-dup window's length, kept for two: an id is a duplicate if seen in the current or
-    # the previous window, i.e. within at least `dedup_window` and at most twice that.
-    seen = app.Table("event-ids", default=int).tumbling(window, expires=2 * window).relative_to_stream()
+    seen = dedup_table(app, settings)  # event id -> first raw message + 1, per window (streams/stores.py)
     states = app.Table("source-state", default=None, use_partitioner=True)
     # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
     # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
@@ -119,7 +122,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         fresh = []
         for event in result.events:
             window_of_id = seen[event["event_id"]]
-            first = window_of_id.current() or window_of_id.delta(window)
+            first = window_of_id.current() or window_of_id.delta(settings.dedup_window)
             if first and first != mark:
                 continue
             if not first:
@@ -134,7 +137,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
         events, duplicates = drop_duplicates(result, raw.offset)
         key = result.source_id.encode()
-        deliveries = await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
+        deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (streams/stores.py)
+        deliveries += await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
         deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
         store_detector = None
         if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source
@@ -309,6 +313,7 @@ class RebalanceWatch(faust.Sensor):
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     use_exact_highwaters(settings, bootstrap)
+    directory_lock = hold_worker_dir(settings)
 
     hold_commits_at_holes([settings.topic_raw])
     start_group_at_beginning(
@@ -318,4 +323,8 @@ def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     observe_worker(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if directory_lock is not None:
+            directory_lock.close()

@@ -27,9 +27,18 @@ async def send_batched(
     kafka = producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer under Faust's
     await kafka.partitions_for(topic)  # metadata, for the partitioner
     partition = producer.key_partition(topic, key).partition
+    return await send_records(producer, topic, partition, ((key, value) for value in (first, *values)))
+
+
+async def send_records(
+    producer: ProducerT, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Queue (key, value) records on one partition of `topic`, in order; returns the deliveries to await (one per
+    record batch, each resolving to the metadata of the batch's first record)."""
+    kafka = producer._ensure_producer()  # type: ignore[attr-defined]
     deliveries = []
     batch = kafka.create_batch()
-    for value in (first, *values):
+    for key, value in records:
         if batch.append(key=key, value=value, timestamp=None) is not None:
             continue
         if batch.record_count():  # full: send it and start the next

@@ -155,6 +155,19 @@ class Settings:
 
     worker_group: str = _setting("trailhouse-worker", "Faust app id = consumer group of the workers", WORKER)
     dedup_window: float = _setting(86_400.0, "seconds within which an eventID seen again is a duplicate", WORKER)
+    dedup_store: str = _setting(
+        "rocksdb",
+        "where the worker keeps the de-dup window (one entry per event id of two windows): rocksdb (on disk under "
+        "<data_dir>/faust, one directory per worker; memory bounded by the two settings below) or memory (grows "
+        "with the events of the window)",
+        WORKER,
+    )
+    rocksdb_write_buffer_bytes: int = _setting(
+        4 * 1024 * 1024, "bytes of one RocksDB write buffer; at most two per table partition a worker holds", WORKER
+    )
+    rocksdb_block_cache_bytes: int = _setting(
+        8 * 1024 * 1024, "bytes of RocksDB block cache per table partition a worker holds", WORKER
+    )
     online_window: float = _setting(
         1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
     )
@@ -215,6 +228,11 @@ class Settings:
         return [
             f"{self.worker_group}-{table}-changelog" for table in ("source-state", "insight-sources", "insight-apis")
         ]
+
+    @property
+    def worker_data_dir(self) -> Path:
+        """The worker's Faust directory (RocksDB tables): one worker process per directory, as RocksDB locks it."""
+        return self.data_dir / "faust"
 
     @property
     def rebalance_timeout(self) -> float:
@@ -389,6 +407,11 @@ def _validate(s: Settings) -> None:
         parse_retention(s.retention)
     if s.clickhouse_ca_file is not None and not s.clickhouse_ca_file.is_file():
         raise ConfigError(f"clickhouse_ca_file={s.clickhouse_ca_file}: no such file; mount the CA bundle there")
+    if s.dedup_store not in {"rocksdb", "memory"}:
+        raise ConfigError(f"dedup_store={s.dedup_store!r}: use rocksdb (on disk) or memory")
+    for name in ("rocksdb_write_buffer_bytes", "rocksdb_block_cache_bytes"):
+        if getattr(s, name) < 1024 * 1024:
+            raise ConfigError(f"{name}={getattr(s, name)} is too small: use at least 1048576 (1 MiB)")
     if s.http_port is not None and not 0 <= s.http_port <= 65533:
         raise ConfigError(f"http_port={s.http_port}: use a port number (0 turns the server off)")
     from trailhouse.security import kafka_security  # the security rules live beside their mapping

@@ -6,6 +6,11 @@ the next embedded broker starts. The registry is saved whenever the broker stops
 the caller that knows the pipeline has drained (`save([...])`): a checkpoint saved while its file's records were
 still in the in-memory topics would make the next run skip records that never reached ClickHouse.
 
+The workers' RocksDB tables under `<data-dir>/faust` are copies of changelog topics of the broker that was running
+when they were written, with its offsets; a new broker has new topics (the kept ones restored from their
+snapshots), so the owner deletes those copies before it starts one, and the worker rebuilds its tables from the
+new changelogs (the de-dup window starting empty, as it always did here).
+
 Only one process owns the broker of a data directory (a lock file decides); another trailhouse command started
 meanwhile attaches to it through `<data-dir>/kafka/broker.json`, so `trailhouse sources add` reaches a running
 `trailhouse run` live.
@@ -19,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -98,6 +104,7 @@ class EmbeddedKafka:
             self.bootstrap = self._attach()
             return self.bootstrap
         self._lock = lock
+        shutil.rmtree(self._settings.worker_data_dir, ignore_errors=True)
         try:
             self.bootstrap = self._launch()
             ensure_topics(self._settings, self.bootstrap)

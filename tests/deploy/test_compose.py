@@ -108,6 +108,7 @@ def interpolated(value: str) -> str:
 def test_workers_can_be_scaled(compose):
     worker = compose["services"]["worker"]
     assert "container_name" not in worker and "ports" not in worker, "--scale worker=3 needs neither"
+    assert "volumes" not in worker, "replicas would share one volume, and RocksDB locks its directory"
     assert DEFAULT_PORTS["worker"] == 9402  # each replica serves /healthz in its own network namespace
 
 

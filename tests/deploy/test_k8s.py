@@ -19,7 +19,12 @@ def documents() -> list[dict]:
 
 
 def deployments() -> dict[str, dict]:
-    return {d["spec"]["template"]["spec"]["containers"][0]["name"]: d for d in documents() if d["kind"] == "Deployment"}
+    """Each stage's workload: Deployments, and the workers' StatefulSet."""
+    return {
+        d["spec"]["template"]["spec"]["containers"][0]["name"]: d
+        for d in documents()
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
 
 
 def test_the_kustomization_lists_every_manifest_in_the_folder():
@@ -64,6 +69,18 @@ def test_resources_security_and_shutdown_time_are_set():
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/var/lib/trailhouse", "/tmp"} <= mounts, "the data directory and /tmp must stay writable"
         assert spec["terminationGracePeriodSeconds"] >= 60, "time to finish the batch, commit and leave the group"
+
+
+def test_each_worker_keeps_its_own_volume_for_its_rocksdb_tables():
+    worker = deployments()["worker"]
+    assert worker["kind"] == "StatefulSet"
+    claims = {c["metadata"]["name"]: c["spec"] for c in worker["spec"]["volumeClaimTemplates"]}
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    data = next(m for m in container["volumeMounts"] if m["mountPath"] == "/var/lib/trailhouse")
+    assert claims[data["name"]]["accessModes"] == ["ReadWriteOnce"]
+    assert data["name"] not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
+    services = {d["metadata"]["name"]: d for d in documents() if d["kind"] == "Service"}
+    assert services[worker["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
 
 
 def test_a_single_poller_that_is_never_doubled_during_a_rollout():

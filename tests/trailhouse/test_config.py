@@ -42,6 +42,8 @@ def test_the_config_file_can_come_from_the_environment(tmp_path):
         ({"TRAILHOUSE_KAFKA_COMPRESSION": "brotli"}, "none, gzip, lz4 or zstd"),
         ({"TRAILHOUSE_CLICKHOUSE_URL": "tcp://host:9000"}, "http://host:8123"),
         ({"TRAILHOUSE_CLICKHOUSE_DATABASE": "x; drop"}, "letters, digits"),
+        ({"TRAILHOUSE_DEDUP_STORE": "redis"}, "use rocksdb .on disk. or memory"),
+        ({"TRAILHOUSE_ROCKSDB_BLOCK_CACHE_BYTES": "4096"}, "at least 1048576"),
     ],
 )
 def test_bad_values_name_the_setting_and_the_fix(environ, message):

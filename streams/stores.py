@@ -1,0 +1,153 @@
+"""Where the worker's tables live: the de-dup window on disk (RocksDB), the small per-source tables in memory.
+
+The de-dup window holds one entry per event id of two windows (~48 h of events), so in Faust's memory store the
+worker's memory grows with the event rate. In RocksDB (Faust's `rocksdb://` store, through the `rocksdict`
+bindings) it lives under the worker's directory (`Settings.worker_data_dir`), with RocksDB's own memory bounded
+per table partition: at most two write buffers of `rocksdb_write_buffer_bytes` and a block cache of
+`rocksdb_block_cache_bytes`. After a restart on the same directory Faust reads only the changelog's tail (the store
+keeps the changelog offset it has applied); on a new directory it reads the whole changelog, as the memory store
+always does.
+
+The source-state and detector tables stay in memory: one entry per source or per source and API, and the worker
+writes the source state from a timer, outside any message, which Faust's RocksDB store does not support (it takes
+the partition of a write from the message being processed).
+
+Expiry: Faust expires a windowed table's keys through an index in memory of every key written (a set per window,
+plus a heap entry per write: ~300 bytes per event id, as much as the memory store's own entry), so on disk the
+window would still cost memory per event. `DiskWindowTable` leaves that index out and lets RocksDB's TTL (three
+windows from the write, longer than any entry is looked up: an id is looked up in the current and the previous
+window only) drop old windows at compaction. That also drops what Faust's index never knew: windows read back
+from disk or from the changelog after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections import defaultdict
+from datetime import timedelta
+from functools import partial
+from types import SimpleNamespace
+from typing import IO, Any
+
+import faust
+from faust.types import TP, ProducerT
+from faust.types.tables import WindowWrapperT
+
+from streams.produce import send_records
+from trailhouse.config import Settings
+from trailhouse.errors import DataDirInUse
+
+DEDUP_TABLE = "event-ids"
+WRITE_BUFFERS = 2  # one being filled, one being flushed to disk
+
+
+def dedup_table_store(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of `app.Table` for the de-dup window: its store, and RocksDB's options.
+
+    The URL names the table (`rocksdb:event-ids`, files `event-ids-<partition>.db`): a table's own `rocksdb://`
+    is an empty yarl URL, which is false, so Faust would silently use the app's store instead.
+    """
+    if settings.dedup_store == "memory":
+        return {"store": "memory://"}
+    return {
+        "store": f"rocksdb:{DEDUP_TABLE}",
+        "options": {
+            "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+            "max_write_buffer_number": WRITE_BUFFERS,
+            "block_cache_size": settings.rocksdb_block_cache_bytes,
+            "ttl": int(3 * settings.dedup_window),
+        },
+    }
+
+
+class ChunkChangelogTable(faust.Table):
+    """A table whose changelog messages the agent sends itself, once per chunk, in record batches.
+
+    Faust sends a table's changelog one message per write through its producer buffer, which it drains one
+    message at a time and only lets the agent wait on when it holds more than 100: with one write per event the
+    buffer held ~100,000 pending messages at 200k events (the worker's memory grew with N) and a commit waited
+    minutes for it. Here a write only queues its serialized message; `send_unsent` sends the queue in record
+    batches, and the agent awaits them with the chunk's events, before the chunk counts as done (at-least-once,
+    as before). The changelog offset the store records (RocksDB: where recovery resumes) is the first offset of
+    the last batch acknowledged, so a recovery re-reads at most one batch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unsent: list[tuple[int, bytes, bytes]] = []
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        assert partition is not None, "written outside of a message (no partition)"
+        topic = self.changelog_topic
+        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        self._unsent.append((partition, raw_key, raw_value))
+        return SimpleNamespace(message=SimpleNamespace(partition=partition))  # what `on_key_set` reads
+
+    async def send_unsent(self, producer: ProducerT) -> list[asyncio.Future[Any]]:
+        """Send the changelog messages of the writes since the last call; returns the deliveries to await."""
+        unsent, self._unsent = self._unsent, []
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        for partition, key, value in unsent:
+            by_partition[partition].append((key, value))
+        topic = self.changelog_topic.get_topic_name()
+        deliveries = []
+        for partition, records in by_partition.items():
+            sent = await send_records(producer, topic, partition, records)
+            sent[-1].add_done_callback(partial(self._changelog_acknowledged, TP(topic, partition)))
+            deliveries += sent
+        return deliveries
+
+    def _changelog_acknowledged(self, tp: TP, delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is None:
+            self.data.set_persisted_offset(tp, delivery.result().offset)
+
+
+class DiskWindowTable(ChunkChangelogTable):
+    """A windowed table without Faust's in-memory expiry index: its store expires old windows (RocksDB's TTL)."""
+
+    def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
+        _, (_, window_end) = key  # only what `relative_to_now()` windows read; the index stays empty
+        latest = self._partition_latest_timestamp
+        latest[partition] = max(latest[partition], window_end)
+
+
+def dedup_table(app: faust.App, settings: Settings) -> WindowWrapperT:
+    """The de-dup window: tumbling windows of `dedup_window` in stream time, kept for two (an id is a duplicate if
+    seen in the current or the previous window: within at least `dedup_window` and at most twice that)."""
+    window = timedelta(seconds=settings.dedup_window)
+    store = dedup_table_store(settings)
+    kind = ChunkChangelogTable if settings.dedup_store == "memory" else DiskWindowTable
+    table = app.tables.add(kind(app, name=DEDUP_TABLE, default=int, beacon=app.tables.beacon, **store))
+    return table.tumbling(window, expires=2 * window).relative_to_stream()
+
+
+def hold_worker_dir(settings: Settings) -> IO[str] | None:
+    """Lock the worker's directory for this process, or fail: RocksDB allows one process per database, and two
+    workers sharing a directory would otherwise retry its lock for 30 s per partition and then crash.
+
+    The lock is released when the process exits (keep the returned file open until then). None with the memory
+    store: nothing is kept on disk, so workers may share a data directory.
+    """
+    if settings.dedup_store == "memory":
+        return None
+    directory = settings.worker_data_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = open(directory / "worker.lock", "w")  # noqa: SIM115 - held open for the worker's lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        lock.close()
+        raise DataDirInUse(
+            f"another worker uses {directory}: give each worker process its own data directory (--data-dir or "
+            "TRAILHOUSE_DATA_DIR), as its tables are stored there"
+        ) from exc
+    return lock

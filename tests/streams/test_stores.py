@@ -1,0 +1,71 @@
+import pytest
+
+from streams.stores import DiskWindowTable, dedup_table_store, hold_worker_dir
+from trailhouse.config import Settings
+from trailhouse.errors import DataDirInUse
+
+
+def test_the_dedup_window_is_on_disk_with_bounded_memory_unless_memory_is_asked_for():
+    settings = Settings(rocksdb_write_buffer_bytes=2 << 20, rocksdb_block_cache_bytes=3 << 20, dedup_window=100.0)
+    assert dedup_table_store(settings) == {
+        "store": "rocksdb:event-ids",
+        "options": {
+            "write_buffer_size": 2 << 20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": 3 << 20,
+            "ttl": 300,
+        },
+    }
+    assert dedup_table_store(settings.with_(dedup_store="memory")) == {"store": "memory://"}
+
+
+def test_two_workers_cannot_share_a_directory_of_rocksdb_tables(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    held = hold_worker_dir(settings)
+    try:
+        with pytest.raises(DataDirInUse, match="its own data directory"):
+            hold_worker_dir(settings)
+    finally:
+        held.close()
+    hold_worker_dir(settings).close()  # free again once the first worker is gone
+    assert hold_worker_dir(settings.with_(dedup_store="memory")) is None
+
+
+def test_the_worker_keeps_its_dedup_window_in_rocksdb_and_the_small_tables_in_memory(tmp_path):
+    from faust.stores import memory, rocksdb
+
+    from streams.app import build_app
+
+    app = build_app(Settings(data_dir=tmp_path), "127.0.0.1:9", web_port=6066)
+    stores = {name: type(table.data) for name, table in app.tables.items()}
+    assert stores.pop("event-ids") is rocksdb.Store
+    assert set(stores.values()) == {memory.Store}
+    assert app.tables["event-ids"].data.partition_path(0) == tmp_path / "faust/v1/tables/event-ids-0.db"
+    assert isinstance(app.tables["event-ids"], DiskWindowTable), "no in-memory index of the window's keys"
+
+    in_memory = build_app(Settings(data_dir=tmp_path, dedup_store="memory"), "127.0.0.1:9", web_port=6066)
+    assert type(in_memory.tables["event-ids"].data) is memory.Store
+    assert not isinstance(in_memory.tables["event-ids"], DiskWindowTable), "Faust's index expires the memory store"
+
+
+def test_a_window_on_disk_keeps_no_index_of_its_keys_in_memory(tmp_path):
+    from streams.app import build_app
+
+    table = build_app(Settings(data_dir=tmp_path), "127.0.0.1:9", web_port=6066).tables["event-ids"]
+    for n in range(1000):
+        table._maybe_set_key_ttl((f"id-{n}", (0.0, 86_399.9)), 1)
+    assert not table._partition_timestamp_keys and not table._partition_timestamps[1]
+    assert table._partition_latest_timestamp[1] == 86_399.9
+
+
+def test_a_dedup_write_queues_its_changelog_message_for_the_chunk_instead_of_faust_s_producer_buffer(tmp_path):
+    from streams.app import build_app
+
+    for store in ("rocksdb", "memory"):
+        app = build_app(Settings(data_dir=tmp_path / store, dedup_store=store), "127.0.0.1:9", web_port=6066)
+        table = app.tables["event-ids"]
+        sent = table.send_changelog(2, ("e1", (0.0, 86_399.9)), 8)
+        assert sent.message.partition == 2
+        # The bytes Faust's own send would have produced: recovery writes them to the store as they are.
+        assert table._unsent == [(2, b'["e1",[0.0,86399.9]]', b"8")]
+        assert app.producer.buffer.size == 0
