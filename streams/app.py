@@ -209,21 +209,13 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def reread_from_commits(offsets: Mapping[TP, int]) -> None:
         """Seek each partition to its committed offset, which Faust's `perform_seek` skips for offset 0."""
         for tp, offset in offsets.items():
-            log.info(
-                "%s partition %d: committed to %d of %d while idle, messages fetched during the rebalance were not "
-                "delivered; reading again from %d",
-                tp.topic,
-                tp.partition,
-                offset,
-                app.consumer.highwater(tp) or 0,
-                offset,
-            )
-            try:  # in the consumer's thread: aiokafka's fetcher is not thread-safe (a seek from here crashed it)
+            end = app.consumer.highwater(tp) or 0
+            log.info("%s partition %d: committed to %d of %d while idle; reading again from there", *tp, offset, end)
+            # In the consumer's thread: aiokafka's fetcher is not thread-safe (a seek from here crashed it). A
+            # rebalance that took the partition meanwhile raises; its next owner starts from the commit anyway.
+            try:
                 await app.consumer.seek_wait({tp: offset})
-            except (
-                IllegalStateError,
-                TimeoutError,
-            ) as exc:  # a rebalance took the partition: it starts from its commit
+            except (IllegalStateError, TimeoutError) as exc:
                 log.info("no seek of %s: %r", tp, exc)
 
     agent_task: dict[str, asyncio.Task[Any] | None] = {"task": None}
