@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -37,7 +37,7 @@ from faust.web import Request, Response, View
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
 from streams.commit_holes import hold_commits_at_holes
-from streams.health import observe_worker
+from streams.health import commit_positions, observe_worker
 from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity, add_events, observe, to_avro
 from streams.insights import new_state as new_detector_state
@@ -201,18 +201,14 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         """See streams/stall.py: re-seek when Faust dropped messages fetched while its flow was suspended."""
         if app.rebalancing:
             return  # a seek now would name partitions being taken away (IllegalStateError crashes the app)
-        actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in input_topics]
-        ends = {tp: app.consumer.highwater(tp) or 0 for tp in actives}
-        known = getattr(app.consumer, "_committed_offset", {})  # Faust's own record of its last commit
-        await reread_from_commits(guard.lagging(ends, {tp: known.get(tp) or 0 for tp in actives}, monotonic()))
-
-    async def reread_from_commits(offsets: Mapping[TP, int]) -> None:
-        """Seek each partition to its committed offset, which Faust's `perform_seek` skips for offset 0."""
-        for tp, offset in offsets.items():
-            end = app.consumer.highwater(tp) or 0
-            log.info("%s partition %d: committed to %d of %d while idle; reading again from there", *tp, offset, end)
-            # In the consumer's thread: aiokafka's fetcher is not thread-safe (a seek from here crashed it). A
-            # rebalance that took the partition meanwhile raises; its next owner starts from the commit anyway.
+        ends, committed = commit_positions(app.consumer, input_topics)
+        for tp, offset in guard.lagging(ends, committed, monotonic()).items():
+            log.info(
+                "%s partition %d: committed to %d of %d while idle; reading again from there", *tp, offset, ends[tp]
+            )
+            # Seek to the offset itself: Faust's `perform_seek` skips a partition committed at 0. In the consumer's
+            # thread: aiokafka's fetcher is not thread-safe (a seek from here crashed it). A rebalance that took the
+            # partition meanwhile raises; its next owner starts from the commit anyway.
             try:
                 await app.consumer.seek_wait({tp: offset})
             except (IllegalStateError, TimeoutError) as exc:

@@ -15,9 +15,11 @@ Signals:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from trailhouse.config import Settings
 from trailhouse.health import Health, HealthServer, serve
@@ -50,18 +52,23 @@ class WorkerSensor(faust.Sensor):
         super().on_rebalance_end(app, state)
 
 
-def raw_lag(consumer: Any, topic: str) -> dict[int, int]:
-    """Messages behind per held partition of `topic`; partitions not fetched yet are left out. A partition never
-    committed counts from offset 0 (new groups start there), so a worker stuck at its start shows its lag."""
-    committed = getattr(consumer, "_committed_offset", {})
-    lag = {}
+def commit_positions(consumer: Any, topics: Collection[str]) -> tuple[dict[TP, int], dict[TP, int]]:
+    """End and committed offset of each held partition of `topics` fetched from so far, as Faust sees them (its
+    record of its commits holds the next offset to read; a partition never committed counts from 0, where new
+    groups start, so a worker stuck at its start shows as behind)."""
+    known = getattr(consumer, "_committed_offset", {})
+    ends, committed = {}, {}
     for tp in consumer.assignment():
-        if tp.topic != topic:
-            continue
-        end = consumer.highwater(tp)
+        end = consumer.highwater(tp) if tp.topic in topics else None
         if end is not None and end >= 0:
-            lag[tp.partition] = max(0, end - (committed.get(tp) or 0))  # Faust keeps the next offset to read
-    return lag
+            ends[tp], committed[tp] = end, known.get(tp) or 0
+    return ends, committed
+
+
+def raw_lag(consumer: Any, topic: str) -> dict[int, int]:
+    """Messages behind per held partition of `topic`; partitions not fetched yet are left out."""
+    ends, committed = commit_positions(consumer, {topic})
+    return {tp.partition: max(0, end - committed[tp]) for tp, end in ends.items()}
 
 
 def observe_worker(app: faust.App, settings: Settings) -> HealthServer | None:
