@@ -51,10 +51,11 @@ def enrich(text: str, ctx: FileContext) -> dict[str, Any]:
     derived: list[str] = []
 
     def given_or_derived(name: str, given: Any, fallback: Any) -> Any:
+        """`fallback` is a value, or a function computing it (only for a record that lacks the field)."""
         if given:
             return given
         derived.append(name)
-        return fallback
+        return fallback() if callable(fallback) else fallback
 
     event_name = _text(record.get("eventName")) or ""
     event_type = _text(record.get("eventType"))
@@ -73,7 +74,7 @@ def enrich(text: str, ctx: FileContext) -> dict[str, Any]:
         _text(identity.get("accountId")) or ctx.account,
     )
     return {
-        "event_id": given_or_derived("event_id", _text(record.get("eventID")), _derived_id(text)),
+        "event_id": given_or_derived("event_id", _text(record.get("eventID")), lambda: _derived_id(text)),
         "event_time": given_or_derived("event_time", _epoch_ms(record.get("eventTime")), ctx.ingest_time_ms),
         "event_version": _text(record.get("eventVersion")),
         "event_type": event_type,

@@ -210,13 +210,14 @@ def _close_minutes(state: dict[str, Any], until: int, source_id: str, s: Sensiti
 
 
 def _catch_up(api: dict[str, Any], key: str, before: int, source_id: str, s: Sensitivity) -> Iterator[tuple[int, Any]]:
-    """Close the API's quiet minutes up to `before` (excluded): with no insight open they only feed the baseline."""
-    for minute in range(api["next"], before):
-        if api["insight"] is None:
-            _feed_baseline(api, minute, 0, _EMPTY)
-        else:
-            yield from ((minute, r) for r in _close(api, key, minute, _EMPTY, source_id, s))
+    """Close the API's quiet minutes up to `before` (excluded): while an insight is open each may end it; then
+    (a quiet minute never starts one) the rest only feed the baseline, an hour at a time."""
+    while api["insight"] is not None and api["next"] < before:
+        minute = api["next"]
+        yield from ((minute, r) for r in _close(api, key, minute, _EMPTY, source_id, s))
         api["next"] = minute + 1
+    _feed_quiet(api, api["next"], before)
+    api["next"] = max(api["next"], before)
 
 
 @dataclass(frozen=True)
@@ -339,16 +340,30 @@ def _add_all(into: dict[str, dict[str, float]], attr: dict[str, dict[str, float]
 def _feed_baseline(api: dict[str, Any], minute: int, count: int, entry: dict[str, Any], clip: int = 0) -> None:
     """Add one minute; its square is taken of the count clipped at `clip` (if any), so one burst cannot inflate
     the variance of a week of that hour."""
-    hour = minute // 60
     bounded = min(count, clip) if clip else count
-    added = (count, 1, bounded * bounded)
+    _add_to_hour(api, minute // 60, (count, 1, bounded * bounded))
+    _add_all(api["baseline_attr"], entry["attr"])
+
+
+def _feed_quiet(api: dict[str, Any], first: int, end: int) -> None:
+    """Add the minutes [first, end) without calls: the sums of feeding them one by one, in one step per hour
+    (an API quiet for a day is brought up to date in 24 steps, not 1,440)."""
+    minute = first
+    while minute < end:
+        hour = minute // 60
+        minutes = min(end, (hour + 1) * 60) - minute
+        _add_to_hour(api, hour, (0, minutes, 0))
+        minute += minutes
+
+
+def _add_to_hour(api: dict[str, Any], hour: int, added: tuple[int, int, int]) -> None:
+    """Add (calls, minutes, squares) to an hour's totals, after dropping the hours that left the week."""
     for old in [h for h in api["hours"] if int(h) <= hour - HOURS_KEPT]:
         expired = api["hours"].pop(old)
         _shift(api, int(old), expired, -1)
     api["hours"][str(hour)] = _plus(api["hours"].get(str(hour), (0, 0, 0)), added, 1)
     _shift(api, hour, added, 1)
-    api["fed"] += 1
-    _add_all(api["baseline_attr"], entry["attr"])
+    api["fed"] += added[1]
 
 
 def _plus(a: Any, b: Any, sign: int) -> tuple[int, int, int]:

@@ -250,3 +250,22 @@ def test_a_burst_does_not_deafen_the_same_hour_of_the_following_days():
     counts.update({first + m: 30 for m in range(20)})
     counts.update({second + m: 20 for m in range(5)})
     assert [_minute(r) for r in _starts(_run(_series(counts)))] == [first, second]
+
+
+def test_quiet_minutes_fed_an_hour_at_a_time_equal_feeding_them_one_by_one():
+    from streams.insights import _EMPTY, _feed_baseline, _feed_quiet, _new_api
+
+    rng = random.Random(3)
+    by_minute, by_hour = _new_api(T0), _new_api(T0)
+    minute = T0
+    for _ in range(40):  # busy minutes, then quiet runs of up to ~2 days (past the week's expiry in all)
+        count = rng.randint(1, 30)
+        for api in (by_minute, by_hour):
+            _feed_baseline(api, minute, count, _EMPTY, clip=12)
+        quiet = rng.randint(0, 3000)
+        for m in range(minute + 1, minute + 1 + quiet):
+            _feed_baseline(by_minute, m, 0, _EMPTY)
+        _feed_quiet(by_hour, minute + 1, minute + 1 + quiet)
+        minute += 1 + quiet
+    assert minute - T0 > 8 * 24 * 60
+    assert json.loads(json.dumps(by_hour)) == json.loads(json.dumps(by_minute))
