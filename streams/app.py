@@ -10,10 +10,11 @@ Topology:
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
     web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
-The agent handles one log-file chunk per message and sends that chunk's results before it takes the next message:
-Faust commits a `cloudtrail.raw` offset only after the agent moved past it, so every event is acknowledged by
-Kafka before its chunk counts as done (at-least-once). Tables are updated once per chunk for the source state;
-the de-duplication table necessarily holds one entry per event id.
+The agent takes the input in batches of messages (a log-file chunk, or a poll outcome, each) and sends what a
+batch produced before it takes the next: Faust's `take_events` acknowledges a batch's messages only after the
+agent handled them, and commits a `cloudtrail.raw` offset only once it is acknowledged, so every event is in Kafka
+before its chunk counts as done (at-least-once). The source state is written once per batch; the de-duplication
+table necessarily holds one entry per event id.
 
 Both input topics are keyed by source id with the murmur2 partitioner and have the same partition count, so a
 source's chunks, poll outcomes and state live on the same partition and worker.
@@ -24,24 +25,26 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterable
+import weakref
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
+from faust.streams import _current_event
 from faust.types import TP
 from faust.web import Request, Response, View
 
 from schemas import Codec
 from streams.batch import BatchResult, process_raw
 from streams.commit_holes import hold_commits_at_holes
+from streams.detection import DetectionBatch
 from streams.health import commit_positions, observe_worker
 from streams.highwaters import use_exact_highwaters
-from streams.insights import Sensitivity, add_events, observe, to_avro
-from streams.insights import new_state as new_detector_state
-from streams.produce import send_batched
+from streams.insights import Sensitivity
+from streams.outbox import Outbox
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from streams.stores import dedup_table, hold_worker_dir
@@ -56,17 +59,23 @@ _CHECKPOINT = Codec.of("Checkpoint")
 _INSIGHT = Codec.of("Insight")
 
 SILENT_SOURCES_EVERY_S = 30.0
-SLOW_MESSAGE_S = 30.0
+SLOW_BATCH_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
 # Raw messages Faust fetches ahead of the agent and holds in memory: its default, 4,096 messages, held the whole
 # 200k-event bench input (1,121 raw messages of ~230 kB). At most ~64 MiB of full-size chunks (74 by default).
 STREAM_BUFFER_BYTES = 64 * 1024 * 1024
+# The agent takes up to half of that at a time (37 messages by default), or what arrived within BATCH_WAIT_S, and
+# sends what they produce together (streams/outbox.py): chunk by chunk, the producer's work per request cost more
+# than the enrichment (bench: worker alone ~1.5-2x faster).
+BATCH_WAIT_S = 0.05
 log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    stream_buffer = max(16, STREAM_BUFFER_BYTES // settings.raw_chunk_bytes)
+    batch_messages = stream_buffer // 2
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
@@ -78,7 +87,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         producer_max_request_size=max(settings.raw_chunk_bytes + 64 * 1024, 1_000_000),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
-        stream_buffer_maxsize=max(16, STREAM_BUFFER_BYTES // settings.raw_chunk_bytes),
+        stream_buffer_maxsize=stream_buffer,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
@@ -102,17 +111,11 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     detector_apis = app.Table("insight-apis", default=None)
     sensitivity = Sensitivity.of(settings)
 
-    async def send(topic: str, key: bytes, values: Iterable[bytes]) -> list[Any]:
-        return await send_batched(app.producer, topic, key, values)
-
-    async def store_state(source_id: str, state: dict[str, Any], partition: int, now: int) -> list[Any]:
-        """Update the tables and send the SourceState; returns the delivery to await with the chunk's others."""
-        state = dict(state, partition=partition)
-        states[source_id] = state
-        return await send(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
-
-    def state_of(source_id: str, now: int) -> dict[str, Any]:
-        return states.get(source_id) or new_state(source_id, now)
+    def queue_states(updated: dict[str, dict[str, Any]], now: int, outbox: Outbox) -> None:
+        """Write sources' new states to the table and queue their SourceState messages."""
+        for source_id, state in updated.items():
+            states[source_id] = state
+            outbox.add(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
 
     def drop_duplicates(result: BatchResult, offset: int) -> tuple[list[dict[str, Any]], int]:
         """Events whose id was not seen within the window in another message (the table keeps, per id, the
@@ -130,68 +133,52 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             fresh.append(event)
         return fresh, len(result.events) - len(fresh)
 
-    async def on_chunk(message: faust.types.EventT) -> None:
+    async def on_batch(messages: Sequence[faust.types.EventT]) -> None:
+        """Handle a batch of input messages and return once Kafka has everything they produced: only then does
+        Faust acknowledge them (at-least-once). A source's state is written once per batch, its detector state
+        after the batch's insights are delivered (streams/detection.py)."""
         moment = datetime.now(UTC)
         now = int(moment.timestamp() * 1000)
-        raw = message.message
-        result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
-        events, duplicates = drop_duplicates(result, raw.offset)
-        key = result.source_id.encode()
+        outbox = Outbox()
+        detection = DetectionBatch(detector_heads, detector_apis, sensitivity)
+        updated: dict[str, dict[str, Any]] = {}  # source id -> its new state
+
+        def state_of(source_id: str) -> dict[str, Any]:
+            return updated.get(source_id) or states.get(source_id) or new_state(source_id, now)
+
+        for message in messages:
+            processing(message)
+            raw = message.message
+            if raw.topic == settings.topic_checkpoints:
+                checkpoint = _CHECKPOINT.decode(raw.value)
+                source_id = checkpoint["source_id"]
+                state = evaluate(apply_poll(state_of(source_id), checkpoint), now, online_window_ms)
+                updated[source_id] = dict(state, partition=raw.partition)
+                continue
+            result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
+            events, duplicates = drop_duplicates(result, raw.offset)
+            key = result.source_id.encode()
+            outbox.add(settings.topic_events, key, (_EVENT.encode(e) for e in events))
+            outbox.add(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
+            if not result.source_id:
+                continue  # an undecodable message: dead-lettered, belongs to no source
+            chunk = ChunkSummary(
+                first_chunk=result.chunk_index == 0,
+                events=len(events),
+                duplicates=duplicates,
+                dead_letters=len(result.dead_letters),
+                ingest_time_ms=result.ingest_time_ms,
+                event_times_ms=tuple(e["event_time"] for e in events),
+            )
+            state = evaluate(apply_chunk(state_of(result.source_id), chunk), now, online_window_ms)
+            updated[result.source_id] = dict(state, partition=raw.partition)
+            insights = detection.detect(result.source_id, events, raw.offset, message)
+            outbox.add(settings.topic_insights, key, (_INSIGHT.encode(i) for i in insights))
+        queue_states(updated, now, outbox)
         deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (streams/stores.py)
-        deliveries += await send(settings.topic_events, key, (_EVENT.encode(e) for e in events))
-        deliveries += await send(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
-        store_detector = None
-        if result.source_id:  # else an undecodable message: dead-lettered, belongs to no source
-            deliveries += await update_source(result, events, duplicates, raw.partition, now)
-            insights, store_detector = detect(result.source_id, events, raw.offset)
-            deliveries += await send(settings.topic_insights, key, (_INSIGHT.encode(i) for i in insights))
+        deliveries += await outbox.send(app.producer)
         await asyncio.gather(*deliveries)
-        if store_detector is not None:
-            store_detector()  # only once its insights are in Kafka: a replay of this chunk re-emits them
-
-    def detect(source_id: str, events: list[dict[str, Any]], offset: int) -> tuple[list[dict[str, Any]], Any]:
-        """Run the detector on a chunk; return its insights and how to store the detector's new state."""
-        head = detector_heads.get(source_id)
-        if head is not None and offset <= head["applied"]:
-            return [], None  # read again after a restart: this chunk's insights went out with its first pass
-        state = new_detector_state()
-        if head is not None:
-            state.update({k: head.get(k) for k in ("watermark", "closed", "open", "late")})
-            stored = ((k, detector_apis.get(f"{source_id}|{k}")) for k in head["apis"])
-            state["apis"] = {k: api for k, api in stored if api is not None}
-        emitted = add_events(state, (o for o in map(observe, events) if o is not None), source_id, sensitivity)
-
-        def store() -> None:
-            """Write the head and only the APIs this chunk changed (most chunks touch a few of a source's APIs)."""
-            apis = state.pop("apis")
-            detector_heads[source_id] = dict(state, apis=sorted(apis), applied=offset)
-            for api_key in emitted.changed:
-                detector_apis[f"{source_id}|{api_key}"] = apis[api_key]
-            for api_key in emitted.forgotten:
-                del detector_apis[f"{source_id}|{api_key}"]
-
-        return [to_avro(r, source_id) for r in emitted.records], store
-
-    async def update_source(
-        result: BatchResult, events: list[dict[str, Any]], duplicates: int, partition: int, now: int
-    ) -> list[Any]:
-        chunk = ChunkSummary(
-            first_chunk=result.chunk_index == 0,
-            events=len(events),
-            duplicates=duplicates,
-            dead_letters=len(result.dead_letters),
-            ingest_time_ms=result.ingest_time_ms,
-            event_times_ms=tuple(e["event_time"] for e in events),
-        )
-        state = evaluate(apply_chunk(state_of(result.source_id, now), chunk), now, online_window_ms)
-        return await store_state(result.source_id, state, partition, now)
-
-    async def on_poll_outcome(message: faust.types.EventT) -> None:
-        now = now_ms()
-        checkpoint = _CHECKPOINT.decode(message.message.value)
-        source_id = checkpoint["source_id"]
-        state = evaluate(apply_poll(state_of(source_id, now), checkpoint), now, online_window_ms)
-        await asyncio.gather(*await store_state(source_id, state, message.message.partition, now))
+        detection.store(processing)  # only once its insights are in Kafka: a replay of these chunks re-emits them
 
     guard = StallGuard()
     app.sensors.add(RebalanceWatch(guard))
@@ -221,11 +208,11 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def report_slow_messages() -> None:
         """A message in the agent for minutes means a send or a table write waits on something: say where."""
         task = agent_task["task"]
-        if task is not None and guard.busy_for(monotonic()) > SLOW_MESSAGE_S:
+        if task is not None and guard.busy_for(monotonic()) > SLOW_BATCH_S:
             where = io.StringIO()
             task.print_stack(file=where)
             log.warning(
-                "a message has been in the agent for %.0f s; it waits in:\n%s",
+                "a batch of messages has been in the agent for %.0f s; it waits in:\n%s",
                 guard.busy_for(monotonic()),
                 where.getvalue(),
             )
@@ -233,24 +220,22 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
-        async for message in stream.events():
-            tp, offset = (message.message.topic, message.message.partition), message.message.offset
-            if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
-                # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds the
-                # commit before them and the stall guard reads them again (NOTES.md).
-                log.warning(
-                    "raw partition %d: offsets %d..%d were not delivered to the agent",
-                    tp[1],
-                    last_offsets[tp] + 1,
-                    offset - 1,
-                )
-            last_offsets[tp] = offset
+        async for messages in stream.take_events(batch_messages, within=BATCH_WAIT_S):
+            for message in messages:
+                tp, offset = (message.message.topic, message.message.partition), message.message.offset
+                if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
+                    # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds
+                    # the commit before them and the stall guard reads them again (NOTES.md).
+                    log.warning(
+                        "raw partition %d: offsets %d..%d were not delivered to the agent",
+                        tp[1],
+                        last_offsets[tp] + 1,
+                        offset - 1,
+                    )
+                last_offsets[tp] = offset
             guard.delivered(monotonic())
             try:
-                if message.message.topic == settings.topic_checkpoints:
-                    await on_poll_outcome(message)
-                else:
-                    await on_chunk(message)
+                await on_batch(messages)
             finally:
                 guard.done(monotonic())
 
@@ -259,12 +244,16 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         """Move sources that went quiet from ONLINE to IDLE: no input arrives to do it."""
         now = now_ms()
         actives = app.assignor.assigned_actives()
+        changed: dict[str, dict[str, Any]] = {}
         for source_id, state in list(states.items()):
             if not state or TP(settings.topic_raw, state.get("partition", -1)) not in actives:
                 continue
             updated = evaluate(state, now, online_window_ms)
             if updated["status"] != state["status"]:
-                await asyncio.gather(*await store_state(source_id, updated, state["partition"], now))
+                changed[source_id] = updated
+        outbox = Outbox()
+        queue_states(changed, now, outbox)
+        await asyncio.gather(*await outbox.send(app.producer))
 
     @app.page("/sources/")
     class AllSources(View):
@@ -285,6 +274,14 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             return self.json(to_record(state, now_ms()))
 
     return app
+
+
+def processing(message: faust.types.EventT) -> None:
+    """Make `message` the one Faust's tables attribute the next writes to: their changelog partition, and the
+    stream time of the windowed de-dup table. Faust sets it while a stream yields one message at a time; for a
+    batch from `take_events` it sets none in the agent's task, so the agent sets each message in turn. (Only the
+    context variable: the stream's own `current_event` attribute is what `take_events` reads while it buffers.)"""
+    _current_event.set(weakref.ref(message))
 
 
 class RebalanceWatch(faust.Sensor):
