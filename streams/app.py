@@ -117,19 +117,20 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             states[source_id] = state
             outbox.add(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
 
-    def drop_duplicates(result: BatchResult, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def drop_duplicates(result: BatchResult, raw: faust.types.tuples.Message) -> tuple[list[dict[str, Any]], int]:
         """Events whose id was not seen within the window in another message (the table keeps, per id, the
         raw message that first carried it, + 1: a chunk read again after a crash or a rebalance is not its own
-        duplicate, so replays never lose events that the first attempt had not delivered)."""
-        mark = offset + 1
+        duplicate, so replays never lose events that the first attempt had not delivered). Windows follow the
+        raw messages' timestamps (stream time)."""
+        mark = raw.offset + 1
+        table = seen.table
         fresh = []
-        for event in result.events:
-            window_of_id = seen[event["event_id"]]
-            first = window_of_id.current() or window_of_id.delta(settings.dedup_window)
+        firsts = table.first_marks([e["event_id"] for e in result.events], raw.timestamp)
+        for event, first in zip(result.events, firsts, strict=True):
             if first and first != mark:
                 continue
             if not first:
-                seen[event["event_id"]] = mark
+                table.mark(event["event_id"], mark, raw.timestamp)
             fresh.append(event)
         return fresh, len(result.events) - len(fresh)
 
@@ -156,7 +157,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
                 updated[source_id] = dict(state, partition=raw.partition)
                 continue
             result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
-            events, duplicates = drop_duplicates(result, raw.offset)
+            events, duplicates = drop_duplicates(result, raw)
             key = result.source_id.encode()
             outbox.add(settings.topic_events, key, (_EVENT.encode(e) for e in events))
             outbox.add(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))

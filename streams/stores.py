@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
@@ -105,6 +106,19 @@ class ChunkChangelogTable(faust.Table):
             sent[-1].add_done_callback(partial(self._changelog_acknowledged, TP(topic, partition)))
             deliveries += sent
         return deliveries
+
+    def first_marks(self, keys: Iterable[Any], timestamp: float) -> list[Any]:
+        """Per key of a chunk, its value in the window of `timestamp`, else in the window before, else None (the
+        lookups of `table[key].current() or table[key].delta(size)` on the windowed wrapper, which derives the
+        windows again for every key and reads the store twice per window: membership, then value)."""
+        window = self.window
+        this, previous = window.current(timestamp), window.delta(timestamp, window.size)
+        store = self.data
+        return [store.get((key, this)) or store.get((key, previous)) for key in keys]
+
+    def mark(self, key: Any, value: Any, timestamp: float) -> None:
+        """Set `key` in the window of `timestamp` (`table[key] = value` on the windowed wrapper)."""
+        self[key, self.window.current(timestamp)] = value
 
     def _changelog_acknowledged(self, tp: TP, delivery: asyncio.Future[Any]) -> None:
         if not delivery.cancelled() and delivery.exception() is None:
