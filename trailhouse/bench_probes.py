@@ -72,8 +72,8 @@ def own_peak_rss_mb() -> float:
     """This process's peak resident set size since it started its program (VmHWM).
 
     Not `ru_maxrss`: Linux carries it across fork and exec, so a child spawned by `in_child` would report at least
-    the bench process's own size at the time of the fork (the generated files' size, at 4N ~180 MB), not its own.
-    `ru_maxrss` only where /proc cannot say.
+    the bench process's own resident size at the time of the fork (at 4N, after the N phases, ~180 MB), not its
+    own. `ru_maxrss` only where /proc cannot say.
     """
     return peak_rss_mb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
