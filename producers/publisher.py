@@ -3,10 +3,15 @@
 Guarantee: `flush` returns only once Kafka acknowledged everything produced before it, and raises if anything
 was refused; the poller writes a checkpoint only after a flush that covers every file the checkpoint counts, so a
 crash re-publishes files (at-least-once) and never skips one.
+
+Memory: the Kafka client copies every message into its queue and frees it once Kafka acknowledged it. That queue
+holds at most `poll_queue_bytes` (librdkafka's own default is 1 GiB); a publisher that gets ahead of the broker
+waits in `_produce` for acknowledgements, so what it holds does not grow with the files' sizes or their number.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +25,7 @@ from trailhouse.config import Settings
 from trailhouse.errors import KafkaUnavailable
 from trailhouse.kafka import producer_options, translate
 
-FLUSH_TIMEOUT_S = 60.0
-MAX_QUEUED_BYTES = 64 * 1024 * 1024
+FLUSH_TIMEOUT_S = 60.0  # also how long a message waits for room in a full queue
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class FileRef:
 class RawPublisher:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self._settings = settings
-        self._producer = Producer(producer_options(settings, bootstrap))
+        queue_kbytes = -(-settings.poll_queue_bytes // 1024)
+        self._producer = Producer(producer_options(settings, bootstrap) | {"queue.buffering.max.kbytes": queue_kbytes})
         self._raw = Codec.of("RawBatch")
         self._dead = Codec.of("DeadLetter")
         self._checkpoint = Codec.of("Checkpoint")
@@ -56,14 +61,23 @@ class RawPublisher:
             self._failures.append(err.str())
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
+        """Queue one message; when the queue is full (`poll_queue_bytes`), wait for acknowledgements to free
+        room, up to FLUSH_TIMEOUT_S."""
         self.queued_bytes += len(value)
-        try:
-            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
-        except BufferError:
-            self._producer.poll(1.0)  # local queue full: let deliveries drain, then try once more
-            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
-        except KafkaException as exc:
-            raise translate(exc, f"produce to {topic}") from exc
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise KafkaUnavailable(
+                        f"produce to {topic}: Kafka acknowledged too little within {FLUSH_TIMEOUT_S:.0f}s to free "
+                        f"room in the producer's queue (poll_queue_bytes={self._settings.poll_queue_bytes})"
+                    ) from None
+                self._producer.poll(1.0)  # returns as soon as an acknowledgement has freed a message
+            except KafkaException as exc:
+                raise translate(exc, f"produce to {topic}") from exc
         self._producer.poll(0)
 
     def insight(self, record: dict[str, Any]) -> None:
@@ -87,8 +101,6 @@ class RawPublisher:
                 }
             )
             self._produce(self._settings.topic_raw, ref.source_id, value)
-            if self.queued_bytes >= MAX_QUEUED_BYTES:
-                self.flush()  # a big file's chunks wait for Kafka a batch at a time, not all in memory
 
     def dead_letter(
         self,

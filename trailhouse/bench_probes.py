@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import resource
 import time
 from collections.abc import Callable, Iterable
@@ -68,8 +69,13 @@ def in_child(fn: Callable[..., T], *args: Any) -> T:
 
 
 def own_peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports ru_maxrss in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size since it started its program (VmHWM).
+
+    Not `ru_maxrss`: Linux carries it across fork and exec, so a child spawned by `in_child` would report at least
+    the bench process's own resident size at the time of the fork (at 4N, after the N phases, ~180 MB), not its
+    own. `ru_maxrss` only where /proc cannot say.
+    """
+    return peak_rss_mb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss_mb(pid: int | None) -> float | None:

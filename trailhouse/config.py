@@ -136,6 +136,12 @@ class Settings:
         "larger files spill to temporary files, so memory stays bounded whatever the file sizes",
         POLL,
     )
+    poll_queue_bytes: int = _setting(
+        8 * 1024 * 1024,
+        "bytes of messages a poller holds until Kafka acknowledges them (the Kafka client's queue, whose own "
+        "default is 1 GiB); a poller ahead of the broker waits there; at least raw_chunk_bytes + 65536",
+        POLL,
+    )
     poll_lookback: float = _setting(
         3600.0,
         "seconds of delivery time listed again before the newest file published, to catch files that land late "
@@ -395,6 +401,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"sqs_wait={s.sqs_wait}: SQS long polling waits 0 to 20 seconds")
     if s.poll_spool_bytes < 64 * 1024:
         raise ConfigError(f"poll_spool_bytes={s.poll_spool_bytes} is too small: use at least 65536")
+    if s.poll_queue_bytes < s.raw_chunk_bytes + 64 * 1024:
+        raise ConfigError(
+            f"poll_queue_bytes={s.poll_queue_bytes} cannot hold one message of raw_chunk_bytes={s.raw_chunk_bytes}: "
+            f"use at least {s.raw_chunk_bytes + 64 * 1024}"
+        )
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://", "chdb://")):
         raise ConfigError(
             f"clickhouse_url={s.clickhouse_url!r}: use http://host:8123, https://host:8443 or chdb:///path"
