@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import writer as avro_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from trailhouse.errors import TerminalError
@@ -43,6 +44,7 @@ class Codec:
         self.schema = schema
         self.fingerprint = _fingerprint(schema)
         self._writers = {self.fingerprint: schema} | {_fingerprint(old): old for old in history}
+        self._container_headers: dict[bytes, bytes] = {}
 
     @staticmethod
     @cache
@@ -63,19 +65,52 @@ class Codec:
         schemaless_writer(out, self.schema, record)
         return out.getvalue()
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def writer_of(self, data: bytes) -> bytes:
+        """The fingerprint of the schema a message was written with, once its header is checked (not its body)."""
         if len(data) < _HEADER.size or data[:2] != MAGIC:
             raise UndecodableMessage(f"not an Avro single-object message for {self.name} (first bytes {data[:10]!r})")
-        writer = self._writers.get(data[2:10])
-        if writer is None:
+        if data[2:10] not in self._writers:
             raise UndecodableMessage(
                 f"{self.name} message written with an unknown schema (fingerprint {data[2:10].hex()}); "
                 "it was produced by a newer trailhouse or another program: upgrade this consumer"
             )
+        return data[2:10]
+
+    def fields_of(self, writer: bytes) -> list[str]:
+        """The field names of a writer schema (by its fingerprint)."""
+        return [f["name"] for f in self._writers[writer]["fields"]]
+
+    def container(self, messages: Sequence[bytes]) -> bytes:
+        """An Avro object container file holding the bodies of `messages`, all written with one schema: what
+        ClickHouse's `FORMAT Avro` reads, so a consumer can hand a batch over without decoding it. Each body is
+        taken as its header says; a body that is not a valid record makes the reader of the file fail."""
+        writer = self.writer_of(messages[0])
+        header = self._container_headers.get(writer)
+        if header is None:
+            out = io.BytesIO()
+            avro_writer(out, self._writers[writer], [])  # the file header alone: schema, codec null, sync marker
+            header = self._container_headers[writer] = out.getvalue()
+        body = b"".join(m[_HEADER.size :] for m in messages)
+        sync = header[-16:]
+        return b"".join((header, _zigzag(len(messages)), _zigzag(len(body)), body, sync))
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        writer = self._writers[self.writer_of(data)]
         try:
             return schemaless_reader(io.BytesIO(data[10:]), writer, self.schema)  # type: ignore[return-value]
         except (EOFError, ValueError, IndexError, UnicodeDecodeError) as exc:
             raise UndecodableMessage(f"corrupt {self.name} message body: {exc}") from exc
+
+
+def _zigzag(n: int) -> bytes:
+    """An Avro long: zig-zag, then base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _file_stem(name: str) -> str:

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
+from fastavro import parse_schema
 
 from schemas import Codec
+from schemas.codec import SCHEMA_DIR
 from sinks.clickhouse import ClickHouseRejected, insert
 from sinks.sink import Sink, insert_settings
 from sinks.tables import events_table, sink_tables
@@ -222,6 +224,44 @@ def test_a_row_clickhouse_refuses_goes_to_the_dead_letter_topic_and_the_rest_lan
     assert codec.decode(dead["payload"])["event_id"] == events[17]["event_id"]
 
 
+def test_a_message_whose_body_is_not_an_event_goes_to_the_dead_letter_topic_and_the_rest_lands(
+    settings, topics, clickhouse, real_records
+):
+    """The sink checks headers only; ClickHouse's Avro reader finds the broken body, the split isolates it."""
+    codec = Codec.of("Event")
+    values = [codec.encode(enrich(json.dumps(r), CTX)) for r in real_records[:40]]
+    broken = values[29][:10] + b"\xff" * 40  # the right header, a body that is not an Event
+    _produce(settings, topics, values[:29] + [broken] + values[30:])
+
+    with RunningSink(settings, topics, clickhouse):
+        wait_drained(settings, topics, settings.sink_group, settings.topic_events)
+
+    assert _count(clickhouse, settings) == 39
+    [dead] = [Codec.of("DeadLetter").decode(v) for _, v in read_to_end(settings, topics, settings.topic_dlq)]
+    assert dead["error_type"] == "rejected_by_clickhouse" and dead["payload"] == broken
+
+
+def test_events_of_an_older_schema_version_land_beside_current_ones(settings, topics, clickhouse, real_records):
+    older = parse_schema(json.loads((SCHEMA_DIR / "history" / "event.v1.avsc").read_text()))
+    old_codec, codec = Codec(older, []), Codec.of("Event")
+    events = [enrich(json.dumps(r), CTX) for r in real_records[:20]]
+    old_fields = {f["name"] for f in older["fields"]}
+    values = [old_codec.encode({k: v for k, v in e.items() if k in old_fields}) for e in events[:10]]
+    _produce(settings, topics, values + [codec.encode(e) for e in events[10:]])
+
+    with RunningSink(settings, topics, clickhouse):
+        wait_drained(settings, topics, settings.sink_group, settings.topic_events)
+
+    rows = clickhouse.query(
+        f"SELECT event_id, actor FROM {settings.clickhouse_database}.events FINAL ORDER BY event_id"
+    ).result_rows
+    actors = dict(rows)
+    assert sorted(actors) == sorted(e["event_id"] for e in events)
+    assert {actors[e["event_id"]] for e in events[:10]} == {""}, "v1 has no actor: the column default"
+    assert [actors[e["event_id"]] for e in events[10:]] == [e["actor"] or "" for e in events[10:]]
+    assert read_to_end(settings, topics, settings.topic_dlq) == []
+
+
 def test_a_refused_statement_stops_the_sink_without_dead_lettering_or_committing(
     settings, topics, clickhouse, real_records
 ):
@@ -282,11 +322,11 @@ class FlakyClickHouse:
         self._client = client
         self.failures = failures
 
-    def insert(self, table, *args, **kwargs):
+    def raw_insert(self, table, *args, **kwargs):
         if table.endswith(".events") and self.failures:
             self.failures -= 1
             raise OperationalError("connection refused")
-        return self._client.insert(table, *args, **kwargs)
+        return self._client.raw_insert(table, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._client, name)
