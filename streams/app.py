@@ -206,8 +206,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     last_offsets: dict[tuple[str, int], int] = {}
 
     @app.timer(interval=10.0)
-    async def report_slow_messages() -> None:
-        """A message in the agent for minutes means a send or a table write waits on something: say where."""
+    async def report_slow_batches() -> None:
+        """A batch in the agent for minutes means a send or a table write waits on something: say where."""
         task = agent_task["task"]
         if task is not None and guard.busy_for(monotonic()) > SLOW_BATCH_S:
             where = io.StringIO()
