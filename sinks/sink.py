@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas import Codec, UndecodableMessage
 from schemas.records import dead_letter
-from sinks.clickhouse import ClickHouseRejected, Client, call, insert
+from sinks.clickhouse import ClickHouseRejected, Client, call, insert, release_memory
 from sinks.ddl import Layout
 from sinks.tables import TableSpec
 from trailhouse.config import Settings
@@ -89,7 +89,10 @@ class Sink:
         self._insert_settings = insert_settings(cluster=settings.cluster is not None)
         self._tables = tables
         self._on_write = on_write
-        self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group))
+        self._embedded = settings.clickhouse_dsn.startswith("chdb://")
+        # librdkafka prefetches up to 64 MiB by default, whatever the sink holds; one bound ahead keeps it busy.
+        prefetch = {"queued.max.messages.kbytes": max(1024, settings.sink_batch_bytes // 1024)}
+        self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group) | prefetch)
         self._dead_letters = Producer(producer_options(settings, bootstrap))
         self._dead_codec = Codec.of("DeadLetter")
         self._batches: dict[tuple[str, int], PartitionBatch] = {}
@@ -186,6 +189,8 @@ class Sink:
             if not selected(batch):
                 continue
             self._write_with_retry(batch)
+            if self._embedded:
+                release_memory(self._client)
             self._deliver_dead_letters()
             self._commit(batch)
             del self._batches[key]
