@@ -7,7 +7,9 @@ Guarantees:
   a sink that restarts after a crash between insert and commit re-forms exactly that batch (same range, same
   token) from the committed offset, so the insert is dropped instead of duplicated. Any other duplicate of an
   event id is collapsed by the tables' ReplacingMergeTree, and searches never show one (sinks/search.py);
-- a batch is bounded by events, bytes and age (`sink_batch_events`, `sink_batch_bytes`, `sink_batch_seconds`);
+- a batch is bounded by events and age (`sink_batch_events`, `sink_batch_seconds`), and the batches of all
+  partitions together by bytes (`sink_batch_bytes`: reaching it writes the largest batch), so the sink's memory
+  does not grow with the partitions it holds;
 - a batch goes to ClickHouse as Avro files, read by ClickHouse itself (`Codec.container`): the sink checks each
   message's header, not its body;
 - a message that cannot be decoded (its header here, its body by ClickHouse), or a row ClickHouse refuses, goes to
@@ -31,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas import Codec, UndecodableMessage
 from schemas.records import dead_letter
-from sinks.clickhouse import ClickHouseRejected, Client, call, insert, insert_avro
+from sinks.clickhouse import ClickHouseRejected, Client, call, insert, insert_avro, release_memory
 from sinks.ddl import Layout
 from sinks.tables import TableSpec
 from trailhouse.config import Settings
@@ -89,10 +91,14 @@ class Sink:
         self._insert_settings = insert_settings(cluster=settings.cluster is not None)
         self._tables = tables
         self._on_write = on_write
-        self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group))
+        self._embedded = settings.clickhouse_dsn.startswith("chdb://")
+        # librdkafka prefetches up to 64 MiB by default, whatever the sink holds; one bound ahead keeps it busy.
+        prefetch = {"queued.max.messages.kbytes": max(1024, settings.sink_batch_bytes // 1024)}
+        self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group) | prefetch)
         self._dead_letters = Producer(producer_options(settings, bootstrap))
         self._dead_codec = Codec.of("DeadLetter")
         self._batches: dict[tuple[str, int], PartitionBatch] = {}
+        self._held_bytes = 0  # message bytes of every batch in `_batches`
         self._replays: dict[tuple[str, int], tuple[int, int]] = {}
         self._stopping = threading.Event()
 
@@ -124,6 +130,7 @@ class Sink:
         batch.last_offset = offset
         value = message.value() or b""
         batch.size_bytes += len(value)
+        self._held_bytes += len(value)
         try:
             self._tables[topic].codec.writer_of(value)  # the header; ClickHouse reads the body (`_write`)
             batch.messages.append(value)
@@ -137,18 +144,34 @@ class Sink:
                 return
         if self._is_full(batch):
             self._flush(lambda b: b is batch)
+        elif self._held_bytes >= self._settings.sink_batch_bytes:
+            self._flush_largest()
 
     def _is_full(self, batch: PartitionBatch) -> bool:
         s = self._settings
         return len(batch.messages) >= s.sink_batch_events or batch.size_bytes >= s.sink_batch_bytes
+
+    def _is_replaying(self, batch: PartitionBatch) -> bool:
+        replay = self._replays.get((batch.topic, batch.partition))
+        return replay is not None and replay[0] == batch.first_offset
+
+    def _flush_largest(self) -> None:
+        """Write the largest batch, to keep the bytes held across partitions under `sink_batch_bytes`.
+
+        A batch re-forming a crashed one is left to reach its recorded end (cut earlier, its token would differ
+        and the rows would be stored twice); it was bounded by `sink_batch_bytes` when it was first formed.
+        """
+        candidates = [batch for batch in self._batches.values() if not self._is_replaying(batch)]
+        if candidates:
+            largest = max(candidates, key=lambda batch: batch.size_bytes)
+            self._flush(lambda b: b is largest)
 
     def _is_due(self, batch: PartitionBatch) -> bool:
         """Full, or old enough; a batch re-forming a crashed one waits for its last offset instead of its age."""
         if self._is_full(batch):
             return True
         age = time.monotonic() - batch.started
-        replay = self._replays.get((batch.topic, batch.partition))
-        if replay is not None and replay[0] == batch.first_offset:
+        if self._is_replaying(batch):
             return age >= max(REPLAY_WAIT_S, self._settings.sink_batch_seconds)
         return age >= self._settings.sink_batch_seconds
 
@@ -169,9 +192,12 @@ class Sink:
             if not selected(batch):
                 continue
             self._write_with_retry(batch)
+            if self._embedded:
+                release_memory(self._client)
             self._deliver_dead_letters()
             self._commit(batch)
             del self._batches[key]
+            self._held_bytes -= batch.size_bytes
             if self._on_write is not None:
                 self._on_write(batch.topic, len(batch.messages))
 

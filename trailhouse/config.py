@@ -219,7 +219,10 @@ class Settings:
     sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
     sink_batch_events: int = _setting(50_000, "events per ClickHouse insert, at most", SINK)
     sink_batch_bytes: int = _setting(
-        64 * 1024 * 1024, "bytes of messages per ClickHouse insert, at most (bounds the sink's memory)", SINK
+        16 * 1024 * 1024,
+        "bytes of messages the sink holds, all partitions together; reaching it inserts the largest batch "
+        "(bounds the sink's memory: ClickHouse needs ~5x a batch's bytes to insert it)",
+        SINK,
     )
     sink_batch_seconds: float = _setting(1.0, "seconds a partial batch waits before it is inserted", SINK)
 

@@ -315,6 +315,36 @@ def test_batches_are_bounded_by_bytes(settings, topics, clickhouse, real_records
     assert _count(clickhouse, settings) == 200
 
 
+class RecordsHeldBytes(Sink):
+    """Notes, at each write, the message bytes held in the batches of all partitions."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = []
+
+    def _write_with_retry(self, batch):
+        self.held.append(sum(b.size_bytes for b in self._batches.values()))
+        super()._write_with_retry(batch)
+
+
+def test_the_batches_of_all_partitions_together_are_bounded_by_bytes(settings, topics, clickhouse, real_records):
+    codec = Codec.of("Event")
+    values = [codec.encode(enrich(json.dumps(r), CTX)) for r in real_records[:300]]
+    producer = Producer(producer_options(settings, topics))
+    for i, value in enumerate(values):
+        producer.produce(settings.topic_events, value=value, partition=i % 3)
+    assert producer.flush(30) == 0
+    bound = sum(map(len, values)) // 4  # each partition holds ~1/3: alone, none would reach it before the others
+    small = settings.with_(sink_batch_bytes=bound, sink_batch_seconds=2.0)
+
+    with RunningSink(small, topics, clickhouse, sink_class=RecordsHeldBytes) as running:
+        wait_drained(small, topics, small.sink_group, small.topic_events)
+
+    assert len(running.sink.held) >= 4
+    assert max(running.sink.held) < bound + max(map(len, values))
+    assert _count(clickhouse, settings) == 300
+
+
 class FlakyClickHouse:
     """A client whose first inserts into `events` fail as if the server were unreachable; the rest pass through."""
 
