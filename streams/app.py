@@ -47,7 +47,7 @@ from streams.insights import Sensitivity
 from streams.outbox import Outbox
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
-from streams.stores import dedup_table, hold_worker_dir
+from streams.stores import chunk_changelog_table, dedup_table, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
 from trailhouse.security import faust_options, kafka_security
@@ -111,8 +111,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     states = app.Table("source-state", default=None, use_partitioner=True)
     # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
     # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
-    detector_heads = app.Table("insight-sources", default=None)
-    detector_apis = app.Table("insight-apis", default=None)
+    detector_heads = chunk_changelog_table(app, "insight-sources")
+    detector_apis = chunk_changelog_table(app, "insight-apis")
     sensitivity = Sensitivity.of(settings)
 
     def queue_states(updated: dict[str, dict[str, Any]], now: int, outbox: Outbox) -> None:
@@ -189,6 +189,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             deliveries += await outbox.send(app.producer)
             await asyncio.gather(*deliveries)
         detection.store(processing)  # only once its insights are in Kafka: a replay of these chunks re-emits them
+        # ... and in Kafka before the batch is acknowledged, or a restart would not replay what the state lacks.
+        await asyncio.gather(*[d for t in (detector_heads, detector_apis) for d in await t.send_unsent(app.producer)])
 
     guard = StallGuard()
     app.sensors.add(RebalanceWatch(guard))

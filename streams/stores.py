@@ -144,6 +144,12 @@ def dedup_table(app: faust.App, settings: Settings) -> WindowWrapperT:
     return table.tumbling(window, expires=2 * window).relative_to_stream()
 
 
+def chunk_changelog_table(app: faust.App, name: str) -> ChunkChangelogTable:
+    """An in-memory table whose changelog the agent sends itself (the detector's, written per batch: through
+    Faust's producer buffer, drained one message at a time, its ~100 writes per batch made the agent wait)."""
+    return app.tables.add(ChunkChangelogTable(app, name=name, default=None, beacon=app.tables.beacon))
+
+
 def hold_worker_dir(settings: Settings) -> IO[str] | None:
     """Lock the worker's directory for this process, or fail: RocksDB allows one process per database, and two
     workers sharing a directory would otherwise retry its lock for 30 s per partition and then crash.
