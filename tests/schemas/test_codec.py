@@ -1,6 +1,8 @@
+import io
 import json
 from datetime import UTC, datetime
 
+import fastavro
 import pytest
 from fastavro import parse_schema
 
@@ -58,3 +60,12 @@ def test_a_message_of_an_older_schema_version_is_read_into_the_current_one():
         }
     )
     assert new_codec.decode(old_message)["last_error"] is None
+
+
+def test_a_container_file_of_messages_reads_back_as_their_records_in_order():
+    codec = Codec.of("DeadLetter")
+    records = [RECORD | {"reason": f"r{i}", "payload": bytes([i % 256]) * i, "payload_size": i} for i in range(300)]
+    container = codec.container([codec.encode(r) for r in records])
+    assert list(fastavro.reader(io.BytesIO(container))) == records
+    with pytest.raises(UndecodableMessage, match="unknown schema"):
+        codec.container([b"\xc3\x01" + b"\x00" * 8 + b"body"])
