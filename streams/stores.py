@@ -63,15 +63,15 @@ def dedup_table_store(settings: Settings) -> dict[str, Any]:
 
 
 class ChunkChangelogTable(faust.Table):
-    """A table whose changelog messages the agent sends itself, once per chunk, in record batches.
+    """A table whose changelog messages the agent sends itself, a group of chunks at a time, in record batches.
 
     Faust sends a table's changelog one message per write through its producer buffer, which it drains one
     message at a time and only lets the agent wait on when it holds more than 100: with one write per event the
     buffer held ~100,000 pending messages at 200k events (the worker's memory grew with N) and a commit waited
     minutes for it. Here a write only queues its serialized message; `send_unsent` sends the queue in record
-    batches, and the agent awaits them with the chunk's events, before the chunk counts as done (at-least-once,
-    as before). The changelog offset the store records (RocksDB: where recovery resumes) is the first offset of
-    the last batch acknowledged, so a recovery re-reads at most one batch.
+    batches, and the agent awaits them with the events of the chunks that wrote them, before those count as done
+    (at-least-once, as before). The changelog offset the store records (RocksDB: where recovery resumes) is the
+    first offset of the last batch acknowledged, so a recovery re-reads at most one batch.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
