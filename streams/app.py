@@ -45,11 +45,13 @@ from streams.health import commit_positions, observe_worker
 from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity
 from streams.outbox import Outbox
+from streams.redelivery import HandledOffsets
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from streams.stores import chunk_changelog_table, dedup_table, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
+from trailhouse.metrics import REDELIVERED
 from trailhouse.security import faust_options, kafka_security
 
 _EVENT = Codec.of("Event")
@@ -193,6 +195,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         await asyncio.gather(*[d for t in (detector_heads, detector_apis) for d in await t.send_unsent(app.producer)])
 
     guard = StallGuard()
+    handled = HandledOffsets()  # what a seek of the guard may deliver again (streams/redelivery.py)
     app.sensors.add(RebalanceWatch(guard))
 
     @app.timer(interval=1.0)
@@ -201,6 +204,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         if app.rebalancing:
             return  # a seek now would name partitions being taken away (IllegalStateError crashes the app)
         ends, committed = commit_positions(app.consumer, input_topics)
+        handled.forget_committed(committed)
         for tp, offset in guard.lagging(ends, committed, monotonic()).items():
             log.info(
                 "%s partition %d: committed to %d of %d while idle; reading again from there", *tp, offset, ends[tp]
@@ -232,9 +236,15 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
-        async for messages in stream.take_events(batch_messages, within=BATCH_WAIT_S):
+        async for delivered in stream.take_events(batch_messages, within=BATCH_WAIT_S):
+            messages, again = handled.first_deliveries([(*position(m), m) for m in delivered])
+            if again:
+                REDELIVERED.inc(len(again))
+                log.info("%d message(s) delivered again after this worker handled them, skipped: %s", len(again), again)
+            if not messages:
+                continue
             for message in messages:
-                tp, offset = (message.message.topic, message.message.partition), message.message.offset
+                tp, offset = position(message)
                 if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
                     # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds
                     # the commit before them and the stall guard reads them again (NOTES.md).
@@ -248,6 +258,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             guard.delivered(monotonic())
             try:
                 await on_batch(messages)
+                handled.handled(position(m) for m in messages)
             finally:
                 guard.done(monotonic())
 
@@ -301,6 +312,12 @@ def in_groups(messages: Sequence[faust.types.EventT], max_bytes: int) -> Iterato
         size += length
     if group:
         yield group
+
+
+def position(message: faust.types.EventT) -> tuple[tuple[str, int], int]:
+    """A message's (topic, partition) and offset."""
+    raw = message.message
+    return (raw.topic, raw.partition), raw.offset
 
 
 def processing(message: faust.types.EventT) -> None:

@@ -7,9 +7,10 @@ for a while after each rebalance, whether a partition is not committed to its en
 (the commit is held at a dropped message by streams/commit_holes.py, so this also finds messages dropped before
 others that were delivered; idle means not working on a message: a chunk waiting for its deliveries under
 backpressure is busy, not stalled, and seeking under it would only read the same chunks again); if so the worker
-seeks those partitions back to their committed offsets, which delivers them again (anything delivered twice is
-absorbed by de-duplication). The seek names each offset itself: aiokafka's `seek_to_committed` leaves a partition
-committed at 0, or not at all, where it is, so a message dropped there would never be read again.
+seeks those partitions back to their committed offsets, which delivers them again (a message the worker had
+handled, or that Faust was only late to deliver, then comes twice: streams/redelivery.py skips the second copy).
+The seek names each offset itself: aiokafka's `seek_to_committed` leaves a partition committed at 0, or not at
+all, where it is, so a message dropped there would never be read again.
 """
 
 from __future__ import annotations

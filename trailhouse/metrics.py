@@ -43,6 +43,10 @@ SOURCE_LAST_POLL = Gauge(
 )
 
 WORKER_MESSAGES = Counter("trailhouse_worker_messages", "raw-topic messages (log file chunks) taken by the worker")
+REDELIVERED = Counter(
+    "trailhouse_worker_redelivered_messages",
+    "input messages delivered again after the worker handled them (a seek re-read them), skipped",
+)
 REBALANCES = Counter("trailhouse_rebalances", "consumer group rebalances this process went through", ["group"])
 
 SINK_ROWS = Counter("trailhouse_sink_rows", "rows the sink wrote to ClickHouse, by source topic", ["topic"])
