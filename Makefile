@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/trailhouse demo
 
+# Two test processes: the suite mostly waits (on stages starting, draining, timeouts), so two halve its time even
+# on 2 cores. Each process starts its own broker, S3 endpoint and chDB directory. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .
