@@ -86,7 +86,7 @@ def bench_pipeline(settings: Settings, spec: BenchSpec, progress: Callable[[str]
             "`trailhouse bench pipeline` measures the embedded stack (Tansu + chDB): unset kafka_bootstrap and "
             "clickhouse_url"
         )
-    root = settings.data_dir / "bench"
+    root = settings.data_dir.resolve() / "bench"  # absolute: its sources name their folders as file:///...
     shutil.rmtree(root, ignore_errors=True)
     sizes = [spec.events, 4 * spec.events] if spec.scale else [spec.events]
     runs, freshness = [], None

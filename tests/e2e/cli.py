@@ -26,11 +26,14 @@ class Trailhouse:
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         self.env = {**os.environ, **env, "TRAILHOUSE_DATA_DIR": str(data_dir)}
 
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, ok: bool = True, timeout: float = 150, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "trailhouse", *args],
                 env=self.env,
+                cwd=cwd,
                 capture_output=True,
                 text=True,
                 timeout=timeout,

@@ -1,6 +1,7 @@
 """`trailhouse bench pipeline` at a tiny size: every section is reported, counts agree, every event is searchable."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,8 @@ EVENTS = 2000
 
 def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
     report_file = tmp_path / "bench.json"
-    trailhouse = Trailhouse(tmp_path / "data", {"TRAILHOUSE_LOG_LEVEL": "WARNING"})
+    # A relative data directory, as the default `.trailhouse` is: the bench's sources must still name absolute folders.
+    trailhouse = Trailhouse(Path("data"), {"TRAILHOUSE_LOG_LEVEL": "WARNING"})
     done = trailhouse(
         "bench",
         "pipeline",
@@ -26,6 +28,7 @@ def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
         "--json",
         str(report_file),
         timeout=120,
+        cwd=tmp_path,
     )
 
     report = json.loads(report_file.read_text())
