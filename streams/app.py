@@ -38,7 +38,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from schemas import Codec
-from streams.batch import BatchResult, process_raw
+from streams.batch import BatchResult, encode_events, process_raw
 from streams.commit_holes import hold_commits_at_holes
 from streams.detection import DetectionBatch
 from streams.health import commit_positions, observe_worker
@@ -54,7 +54,6 @@ from trailhouse.kafka import start_group_at_beginning
 from trailhouse.metrics import REDELIVERED
 from trailhouse.security import faust_options, kafka_security
 
-_EVENT = Codec.of("Event")
 _DEAD = Codec.of("DeadLetter")
 _STATE = Codec.of("SourceState")
 _CHECKPOINT = Codec.of("Checkpoint")
@@ -75,7 +74,15 @@ BATCH_WAIT_S = 0.05
 # the chunks, so the worker's memory does not follow the size of the log files (all of a batch at once: 211 -> 375 MB
 # from 50k to 200k events in the bench, whose larger files make chunks ~5x larger).
 GROUP_BYTES = 2 * 1024 * 1024
+# Room in a produce request for what is not the event itself (record batch header, key, headers).
+MESSAGE_OVERHEAD_BYTES = 4096
 log = logging.getLogger(__name__)
+
+
+def max_message_bytes(settings: Settings) -> int:
+    """The largest message the worker's producer sends: a raw chunk, and room for what enrichment adds to a record
+    (an event carries its record whole, plus the fields taken from it)."""
+    return max(settings.raw_chunk_bytes + 64 * 1024, 1_000_000)
 
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
@@ -90,7 +97,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=settings.kafka_replication,
         producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
-        producer_max_request_size=max(settings.raw_chunk_bytes + 64 * 1024, 1_000_000),
+        producer_max_request_size=max_message_bytes(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
         stream_buffer_maxsize=stream_buffer,
@@ -107,6 +114,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         **faust_options(kafka_security(settings)),
     )
     online_window_ms = int(settings.online_window * 1000)
+    max_event_bytes = max_message_bytes(settings) - MESSAGE_OVERHEAD_BYTES
     input_topics = (settings.topic_raw, settings.topic_checkpoints)
     inputs = app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
     seen = dedup_table(app, settings)  # event id -> first raw message + 1, per window (streams/stores.py)
@@ -164,15 +172,17 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             result = process_raw(raw.value, location=f"{raw.topic}/{raw.partition}/{raw.offset}", now=moment)
             events, duplicates = drop_duplicates(result, raw)
             key = result.source_id.encode()
-            outbox.add(settings.topic_events, key, (_EVENT.encode(e) for e in events))
-            outbox.add(settings.topic_dlq, key, (_DEAD.encode(d) for d in result.dead_letters))
+            encoded, too_large = encode_events(events, location=result.location, max_bytes=max_event_bytes, now=moment)
+            dead_letters = result.dead_letters + too_large
+            outbox.add(settings.topic_events, key, encoded)
+            outbox.add(settings.topic_dlq, key, (_DEAD.encode(d) for d in dead_letters))
             if not result.source_id:
                 return  # an undecodable message: dead-lettered, belongs to no source
             chunk = ChunkSummary(
                 first_chunk=result.chunk_index == 0,
-                events=len(events),
+                events=len(encoded),
                 duplicates=duplicates,
-                dead_letters=len(result.dead_letters),
+                dead_letters=len(dead_letters),
                 ingest_time_ms=result.ingest_time_ms,
                 event_times_ms=tuple(e["event_time"] for e in events),
             )

@@ -162,8 +162,14 @@ _PARAMETER_ARNS: Mapping[str, str] = {
 }
 
 
+# ARNs kept per event. A call on thousands of resources (TerminateInstances with 20,000 instance ids: a 780 kB
+# record) made a 2 MB event, over the largest message the worker may send; the record keeps every one of them.
+MAX_RESOURCES = 100
+
+
 def resource_arns(record: Mapping[str, Any], region: str, account: str) -> list[str]:
-    """ARNs the call touched: `resources[].ARN`, then well-known request parameters, de-duplicated, in order."""
+    """ARNs the call touched: `resources[].ARN`, then well-known request parameters, de-duplicated, in order; the
+    first MAX_RESOURCES of them."""
     seen: dict[str, None] = {}
     resources = record.get("resources")
     if isinstance(resources, list):
@@ -181,7 +187,7 @@ def resource_arns(record: Mapping[str, Any], region: str, account: str) -> list[
                     else template.format(p=partition(region), r=region, a=account, v=value)
                 )
                 seen[arn] = None
-    return list(seen)
+    return list(seen)[:MAX_RESOURCES]
 
 
 def _parameters(parameters: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from schemas import Codec
-from streams.batch import process_raw
+from streams.batch import encode_events, process_raw
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -41,3 +41,21 @@ def test_a_message_that_is_not_a_raw_batch_is_dead_lettered_whole():
     assert result.events == []
     [dead] = result.dead_letters
     assert (dead["error_type"], dead["location"], dead["payload"]) == ("undecodable_message", "raw/1/42", b"garbage")
+
+
+def test_an_event_too_large_to_send_becomes_a_dead_letter_with_its_record():
+    huge = '{"eventID":"big","errorCode":"Client.Huge","errorMessage":"' + "x" * 200_000 + '"}'
+    result = process_raw(_raw(['{"eventID":"a"}', huge, '{"eventID":"b"}']), location="raw/0/7", now=NOW)
+    encoded, dead = encode_events(result.events, location=result.location, max_bytes=100_000, now=NOW)
+
+    assert [Codec.of("Event").decode(m)["event_id"] for m in encoded] == ["a", "b"]
+    [letter] = dead
+    assert (letter["error_type"], letter["stage"], letter["source_id"]) == (
+        "event_too_large",
+        "worker",
+        "cloudtrail-111122223333-us-east-1",
+    )
+    assert "event big is" in letter["reason"] and "more than the worker may send (100000" in letter["reason"]
+    assert letter["location"].endswith("f.json.gz#chunk2/event=big")
+    assert letter["payload"] == huge.encode()[:65536] and letter["payload_size"] == len(huge)
+    Codec.of("DeadLetter").encode(letter)  # and it can be sent

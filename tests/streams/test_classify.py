@@ -1,6 +1,6 @@
 import pytest
 
-from streams.classify import action_class, ip_version, partition, resource_arns, user_agent_family
+from streams.classify import MAX_RESOURCES, action_class, ip_version, partition, resource_arns, user_agent_family
 
 
 @pytest.mark.parametrize(
@@ -76,3 +76,11 @@ def test_parameter_arns_use_the_region_partition_and_keep_given_arns():
         "arn:aws-cn:kms:cn-north-1:111122223333:key/k",
     ]
     assert partition("us-gov-west-1") == "aws-us-gov"
+
+
+def test_a_call_on_thousands_of_resources_keeps_the_first_hundred_arns():
+    record = {"requestParameters": {"instancesSet": {"items": [{"instanceId": f"i-{n}"} for n in range(20_000)]}}}
+    arns = resource_arns(record, "us-east-1", "111122223333")
+    assert len(arns) == MAX_RESOURCES == 100
+    assert arns[0] == "arn:aws:ec2:us-east-1:111122223333:instance/i-0"
+    assert arns[-1] == "arn:aws:ec2:us-east-1:111122223333:instance/i-99"

@@ -172,6 +172,34 @@ def test_duplicates_are_dropped_counted_and_remembered_across_a_restart(worker_e
     assert restarted.stop() == 0
 
 
+def test_an_event_too_large_to_send_is_dead_lettered_and_the_rest_goes_on(worker_env, broker, tmp_path):
+    """A record under the raw chunk limit whose event is not (its 600 kB error message is in the event twice: in
+    the record and as `error_message`). The embedded broker takes any size; a Kafka broker refuses a batch over
+    its message.max.bytes, which failed the worker's whole batch."""
+    env, settings = worker_env
+    huge = json.dumps({**json.loads(_record("big")), "errorCode": "Client.Huge", "errorMessage": "x" * 600_000})
+    _produce(
+        settings,
+        broker,
+        settings.topic_raw,
+        [
+            (SOURCE, _raw(SOURCE, "a.json.gz", [_record("e1"), huge, _record("e2")])),
+            (SOURCE, _raw(SOURCE, "b.json.gz", [_record("e3")])),
+        ],
+    )
+    worker, _ = _start(env, tmp_path, "w1")
+    wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
+
+    assert sorted(_events(settings, broker)) == ["e1", "e2", "e3"]
+    [dead] = [Codec.of("DeadLetter").decode(v) for _, v in read_to_end(settings, broker, settings.topic_dlq)]
+    assert (dead["error_type"], dead["location"]) == ("event_too_large", "s3://trail/a.json.gz#chunk0/event=big")
+    assert dead["payload_size"] == len(huge) and dead["payload"] == huge.encode()[:65536]
+    _wait(lambda: (_last_state(settings, broker, SOURCE) or {}).get("files_total") == 2, "the state of both files")
+    state = _last_state(settings, broker, SOURCE)
+    assert (state["events_total"], state["dead_letters_total"]) == (3, 1)
+    assert worker.stop() == 0
+
+
 def test_a_worker_restarted_on_its_directory_keeps_its_dedup_window_and_reads_what_others_added(
     worker_env, broker, tmp_path
 ):
