@@ -236,27 +236,26 @@ class Sink:
                 self._consumer.resume(paused)
 
     def _write(self, batch: PartitionBatch, messages: list[bytes], token: str) -> None:
-        """Insert messages; on a refusal of rows, split to find the ones ClickHouse rejects and dead-letter them.
-
-        The messages go to ClickHouse as one Avro file per writer schema (`Codec.container`), read by ClickHouse
-        itself: decoding them in Python and sending columns took ~2.5x the CPU (NOTES.md, issue 7)."""
-        if not messages:
-            return
+        """Insert messages as one Avro file per writer schema (`Codec.container`), read by ClickHouse itself:
+        decoding them in Python and sending columns took ~2.5x the CPU (NOTES.md, issue 7)."""
         codec = self._tables[batch.topic].codec
         by_writer: dict[bytes, list[bytes]] = {}
         for message in messages:
             by_writer.setdefault(codec.writer_of(message), []).append(message)
-        if len(by_writer) > 1:  # written by several schema versions: one file each
-            for writer, written in by_writer.items():
-                self._write(batch, written, f"{token}:{writer.hex()}")
-            return
-        spec, (writer,) = self._tables[batch.topic], by_writer
+        for writer, written in by_writer.items():  # one writer, unless the batch spans a schema upgrade
+            self._insert(batch, writer, written, token if len(by_writer) == 1 else f"{token}:{writer.hex()}")
+
+    def _insert(self, batch: PartitionBatch, writer: bytes, messages: list[bytes], token: str) -> None:
+        """Insert messages of one writer schema; on a refusal of rows, split to find the ones ClickHouse rejects
+        and dead-letter them."""
+        spec = self._tables[batch.topic]
+        fields = spec.codec.fields_of(writer)
         try:
             insert_avro(
                 self._client,
                 self._layout.name(spec.table),
-                [c for c in spec.columns if c in codec.fields_of(writer)],
-                codec.container(messages),
+                [c for c in spec.columns if c in fields],
+                spec.codec.container(messages),
                 dedup_token=token,
                 settings=self._insert_settings,
             )
@@ -265,7 +264,7 @@ class Sink:
                 raise
             if len(messages) == 1:
                 self._dead_letter(
-                    _source_id(codec, messages[0]).encode(),
+                    _source_id(spec.codec, messages[0]).encode(),
                     str(exc),
                     "rejected_by_clickhouse",
                     f"{batch.topic}/{batch.partition}/{batch.first_offset}-{batch.last_offset}",
@@ -273,8 +272,8 @@ class Sink:
                 )
                 return
             middle = len(messages) // 2
-            self._write(batch, messages[:middle], f"{token}:a")
-            self._write(batch, messages[middle:], f"{token}:b")
+            self._insert(batch, writer, messages[:middle], f"{token}:a")
+            self._insert(batch, writer, messages[middle:], f"{token}:b")
 
     def _record_batch_in_flight(self, batch: PartitionBatch) -> None:
         row = (self._settings.sink_group, batch.topic, batch.partition, batch.first_offset, batch.last_offset)
