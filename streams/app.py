@@ -13,8 +13,10 @@ Topology:
 The agent takes the input in batches of messages (a log-file chunk, or a poll outcome, each) and sends what a
 batch produced before it takes the next: Faust's `take_events` acknowledges a batch's messages only after the
 agent handled them, and commits a `cloudtrail.raw` offset only once it is acknowledged, so every event is in Kafka
-before its chunk counts as done (at-least-once). The source state is written once per batch; the de-duplication
-table necessarily holds one entry per event id.
+before its chunk counts as done (at-least-once). A batch whose handling fails is retried, then split, and a
+message that still fails alone is dead-lettered: a failure never reaches `take_events`, which would acknowledge
+the batch all the same (streams/settle.py). The source state is written once per batch; the de-duplication table
+necessarily holds one entry per event id.
 
 Both input topics are keyed by source id with the murmur2 partitioner and have the same partition count, so a
 source's chunks, poll outcomes and state live on the same partition and worker.
@@ -38,6 +40,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from schemas import Codec
+from schemas.records import dead_letter
 from streams.batch import BatchResult, encode_events, process_raw
 from streams.commit_holes import hold_commits_at_holes
 from streams.detection import DetectionBatch
@@ -46,12 +49,13 @@ from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity
 from streams.outbox import Outbox
 from streams.redelivery import HandledOffsets
+from streams.settle import GivenUp, Settler
 from streams.stall import StallGuard
 from streams.state import ChunkSummary, apply_chunk, apply_poll, evaluate, new_state, now_ms, to_record
 from streams.stores import chunk_changelog_table, dedup_table, hold_worker_dir
 from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
-from trailhouse.metrics import REDELIVERED
+from trailhouse.metrics import FAILED_BATCHES, REDELIVERED
 from trailhouse.security import faust_options, kafka_security
 
 _DEAD = Codec.of("DeadLetter")
@@ -126,9 +130,9 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     sensitivity = Sensitivity.of(settings)
 
     def queue_states(updated: dict[str, dict[str, Any]], now: int, outbox: Outbox) -> None:
-        """Write sources' new states to the table and queue their SourceState messages."""
+        """Queue sources' new states as SourceState messages (the table is written once they are delivered: a
+        batch handled again after a failed send must not count its chunks twice, streams/settle.py)."""
         for source_id, state in updated.items():
-            states[source_id] = state
             outbox.add(settings.topic_sources, source_id.encode(), [_STATE.encode(to_record(state, now))])
 
     def drop_duplicates(result: BatchResult, raw: faust.types.tuples.Message) -> tuple[list[dict[str, Any]], int]:
@@ -200,10 +204,39 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (stores.py)
             deliveries += await outbox.send(app.producer)
             await asyncio.gather(*deliveries)
+        states.update(updated)
         detection.store(processing)  # only once its insights are in Kafka: a replay of these chunks re-emits them
         # ... and in Kafka before the batch is acknowledged, or a restart would not replay what the state lacks.
         await asyncio.gather(*[d for t in (detector_heads, detector_apis) for d in await t.send_unsent(app.producer)])
 
+    async def dead_letter_message(message: faust.types.EventT, error: Exception) -> None:
+        """Send an input message that cannot be handled to the dead-letter topic, with the error."""
+        raw = message.message
+        letter = dead_letter(
+            source_id=(raw.key or b"").decode(errors="replace"),
+            stage="worker",
+            reason=(
+                f"handling this message failed {settler.retry.attempts} times in a row: {error!r}; its events were "
+                "not sent. Report it with this entry (the worker's log has the traceback); the payload is the "
+                "message as received, and its log file is still in S3"
+            ),
+            kind="worker_error",
+            location=f"{raw.topic}/{raw.partition}/{raw.offset}",
+            payload=raw.value or b"",
+            when=datetime.now(UTC),
+        )
+        outbox = Outbox()
+        outbox.add(settings.topic_dlq, raw.key or b"", [_DEAD.encode(letter)])
+        await asyncio.gather(*await outbox.send(app.producer))
+
+    settler = Settler(
+        handle=on_batch,
+        dead_letter=dead_letter_message,
+        sleep=app.sleep,
+        stopping=lambda: app.should_stop,
+        describe=describe,
+        on_failure=FAILED_BATCHES.inc,
+    )
     guard = StallGuard()
     handled = HandledOffsets()  # what a seek of the guard may deliver again (streams/redelivery.py)
     app.sensors.add(RebalanceWatch(guard))
@@ -266,11 +299,19 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
                     )
                 last_offsets[tp] = offset
             guard.delivered(monotonic())
+            settled = False
             try:
-                await on_batch(messages)
+                await settler.settle(messages)
+                settled = True
                 handled.handled(position(m) for m in messages)
+            except GivenUp:
+                log.warning(
+                    "stopping with %s not handled; the next owner of the partitions reads them", describe(messages)
+                )
             finally:
                 guard.done(monotonic())
+                if not settled:
+                    withhold_acks(messages)
 
     @app.timer(interval=SILENT_SOURCES_EVERY_S)
     async def reevaluate_silent_sources() -> None:
@@ -287,6 +328,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         outbox = Outbox()
         queue_states(changed, now, outbox)
         await asyncio.gather(*await outbox.send(app.producer))
+        states.update(changed)
 
     @app.page("/sources/")
     class AllSources(View):
@@ -322,6 +364,25 @@ def in_groups(messages: Sequence[faust.types.EventT], max_bytes: int) -> Iterato
         size += length
     if group:
         yield group
+
+
+def describe(messages: Sequence[faust.types.EventT]) -> str:
+    """Where a batch's messages are, for the log: topic/partition/lowest..highest offset, per partition."""
+    runs: dict[tuple[str, int], list[int]] = {}
+    for message in messages:
+        tp, offset = position(message)
+        runs.setdefault(tp, []).append(offset)
+    return ", ".join(f"{topic}/{partition}/{min(o)}..{max(o)}" for (topic, partition), o in runs.items())
+
+
+def withhold_acks(messages: Sequence[faust.types.EventT]) -> None:
+    """Keep `take_events` from acknowledging messages that were not handled (it acknowledges its batch in a
+    `finally`, even when the agent's body raised or was cancelled). Marked as acknowledged on the message alone,
+    they are never handed to the consumer's acknowledged offsets, so the commit stays before them
+    (streams/commit_holes.py) and the next owner of the partition reads them again; Faust's wait for its
+    unacknowledged messages at shutdown counts them as done."""
+    for message in messages:
+        message.message.acked = True
 
 
 def position(message: faust.types.EventT) -> tuple[tuple[str, int], int]:

@@ -47,6 +47,10 @@ REDELIVERED = Counter(
     "trailhouse_worker_redelivered_messages",
     "input messages delivered again after the worker handled them (a seek re-read them), skipped",
 )
+FAILED_BATCHES = Counter(
+    "trailhouse_worker_failed_batches",
+    "attempts to handle a batch of input messages that raised (retried, then message by message; see the log)",
+)
 REBALANCES = Counter("trailhouse_rebalances", "consumer group rebalances this process went through", ["group"])
 
 SINK_ROWS = Counter("trailhouse_sink_rows", "rows the sink wrote to ClickHouse, by source topic", ["topic"])

@@ -16,7 +16,14 @@ from tests.conftest import wait_drained
 from tests.e2e.cli import StageProcess
 from tests.e2e.test_scale import stage_env, until
 from trailhouse.config import load_settings
-from trailhouse.kafka import ensure_topics, producer_options, read_to_end
+from trailhouse.kafka import (
+    committed_offsets,
+    end_offsets,
+    ensure_topics,
+    is_drained,
+    producer_options,
+    read_to_end,
+)
 from trailhouse.processes import free_port
 
 SOURCE = "cloudtrail-111122223333-us-east-1"
@@ -198,6 +205,53 @@ def test_an_event_too_large_to_send_is_dead_lettered_and_the_rest_goes_on(worker
     state = _last_state(settings, broker, SOURCE)
     assert (state["events_total"], state["dead_letters_total"]) == (3, 1)
     assert worker.stop() == 0
+
+
+def test_a_message_that_cannot_be_handled_is_dead_lettered_and_the_chunks_around_it_are_not_lost(
+    worker_env, broker, tmp_path
+):
+    """A poll outcome that is not a Checkpoint (another producer's message, say) fails the worker's batch. Faust
+    would acknowledge the whole batch all the same; the worker retries it, then handles it message by message and
+    dead-letters the one that fails, so the chunks before and after it still send their events."""
+    env, settings = worker_env
+    garbage = b"not an Avro checkpoint"
+    _produce(settings, broker, settings.topic_raw, [(SOURCE, _raw(SOURCE, "a.json.gz", [_record("e1")]))])
+    _produce(settings, broker, settings.topic_checkpoints, [(SOURCE, garbage)])
+    _produce(settings, broker, settings.topic_raw, [(SOURCE, _raw(SOURCE, "b.json.gz", [_record("e2")]))])
+    worker, _ = _start(env, tmp_path, "w1")
+    wait_drained(settings, broker, settings.worker_group, settings.topic_raw)
+    wait_drained(settings, broker, settings.worker_group, settings.topic_checkpoints)
+
+    assert sorted(_events(settings, broker)) == ["e1", "e2"]
+    [dead] = [Codec.of("DeadLetter").decode(v) for _, v in read_to_end(settings, broker, settings.topic_dlq)]
+    assert (dead["error_type"], dead["stage"], dead["source_id"]) == ("worker_error", "worker", SOURCE)
+    assert dead["location"].startswith(f"{settings.topic_checkpoints}/") and dead["payload"] == garbage
+    assert "failed 3 times" in dead["reason"] and "Undecodable" in dead["reason"]
+    _wait(lambda: (_last_state(settings, broker, SOURCE) or {}).get("files_total") == 2, "the state of both files")
+    assert _last_state(settings, broker, SOURCE)["events_total"] == 2, "chunks handled again are not counted twice"
+    failed = [line for line in worker.get("/metrics")[1].splitlines() if line.startswith("trailhouse_worker_failed")]
+    assert failed and float(failed[0].split()[-1]) >= 3
+    assert worker.stop() == 0
+
+
+def test_a_worker_stopped_while_a_batch_fails_leaves_it_to_the_next_start(worker_env, broker, tmp_path):
+    """Stopped between attempts, the worker exits at once without acknowledging the failing batch: its offsets
+    stay uncommitted, and the next worker handles the batch (here: dead-letters the message that fails)."""
+    env, settings = worker_env
+    _produce(settings, broker, settings.topic_checkpoints, [(SOURCE, b"not an Avro checkpoint")])
+    worker, _ = _start(env, tmp_path, "w1")
+    _wait(lambda: "trailhouse_worker_failed_batches_total 1.0" in worker.get("/metrics")[1], "a failed attempt")
+    assert worker.stop(timeout=30) == 0
+    assert "not handled; the next owner of the partitions reads them" in worker.output()
+    committed = committed_offsets(settings, broker, settings.worker_group, settings.topic_checkpoints)
+    assert not is_drained(committed, end_offsets(settings, broker, settings.topic_checkpoints))
+    assert read_to_end(settings, broker, settings.topic_dlq) == []
+
+    restarted, _ = _start(env, tmp_path, "w2")
+    wait_drained(settings, broker, settings.worker_group, settings.topic_checkpoints)
+    [dead] = [Codec.of("DeadLetter").decode(v) for _, v in read_to_end(settings, broker, settings.topic_dlq)]
+    assert dead["error_type"] == "worker_error"
+    assert restarted.stop() == 0
 
 
 def test_a_worker_restarted_on_its_directory_keeps_its_dedup_window_and_reads_what_others_added(
