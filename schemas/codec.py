@@ -20,6 +20,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro import writer as avro_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.encoder import compile_writer
 from trailhouse.errors import TerminalError
 
 MAGIC = b"\xc3\x01"
@@ -45,6 +46,7 @@ class Codec:
         self.fingerprint = _fingerprint(schema)
         self._writers = {self.fingerprint: schema} | {_fingerprint(old): old for old in history}
         self._container_headers: dict[bytes, bytes] = {}
+        self._compiled = compile_writer(schema, prefix=MAGIC + self.fingerprint)  # None: fastavro (encoder.py)
 
     @staticmethod
     @cache
@@ -59,6 +61,8 @@ class Codec:
         return Codec(parse_schema(json.loads(path.read_text())), history)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        if self._compiled is not None:
+            return self._compiled(record)
         out = io.BytesIO()
         out.write(MAGIC)
         out.write(self.fingerprint)
