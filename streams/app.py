@@ -138,18 +138,21 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     def drop_duplicates(result: BatchResult, raw: faust.types.tuples.Message) -> tuple[list[dict[str, Any]], int]:
         """Events whose id was not seen within the window in another message (the table keeps, per id, the
         raw message that first carried it, + 1: a chunk read again after a crash or a rebalance is not its own
-        duplicate, so replays never lose events that the first attempt had not delivered). Windows follow the
-        raw messages' timestamps (stream time)."""
+        duplicate, so replays never lose events that the first attempt had not delivered; an id twice in the
+        chunk passes once). Windows follow the raw messages' timestamps (stream time)."""
         mark = raw.offset + 1
         table = seen.table
-        fresh = []
-        firsts = table.first_marks([e["event_id"] for e in result.events], raw.timestamp)
-        for event, first in zip(result.events, firsts, strict=True):
-            if first and first != mark:
+        ids = [e["event_id"] for e in result.events]
+        firsts = table.first_marks(ids, raw.timestamp, raw.partition)
+        fresh, new_ids, in_chunk = [], [], set()
+        for event, event_id, first in zip(result.events, ids, firsts, strict=True):
+            if (first and first != mark) or event_id in in_chunk:
                 continue
+            in_chunk.add(event_id)
             if not first:
-                table.mark(event["event_id"], mark, raw.timestamp)
+                new_ids.append(event_id)
             fresh.append(event)
+        table.mark_all(new_ids, mark, raw.timestamp, raw.partition)
         return fresh, len(result.events) - len(fresh)
 
     async def on_batch(messages: Sequence[faust.types.EventT]) -> None:

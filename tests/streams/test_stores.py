@@ -69,3 +69,22 @@ def test_a_dedup_write_queues_its_changelog_message_for_the_chunk_instead_of_fau
         # The bytes Faust's own send would have produced: recovery writes them to the store as they are.
         assert table._unsent == [(2, b'["e1",[0.0,86399.9]]', b"8")]
         assert app.producer.buffer.size == 0
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_a_chunk_s_ids_are_looked_up_in_two_windows_and_marked_as_faust_would_store_and_log_them(tmp_path, store):
+    from streams.app import build_app
+
+    app = build_app(Settings(data_dir=tmp_path, dedup_store=store, dedup_window=100.0), "127.0.0.1:9", web_port=6066)
+    table = app.tables["event-ids"]
+    assert table.first_marks(["e1", "e2"], 150.0, 1) == [None, None]
+
+    table.mark_all(["e1", "e2"], 8, 150.0, 1)
+    assert table._unsent == [(1, b'["e1",[100.0,199.9]]', b"8"), (1, b'["e2",[100.0,199.9]]', b"8")]
+    # Faust reads them back (recovery and its own lookups go through its store)
+    assert table.data.get(("e1", (100.0, 199.9))) == 8
+    table.mark_all(["e3"], 9, 250.0, 1)
+    assert table.first_marks(["e1", "e3", "e4"], 250.0, 1) == [8, 9, None], "e1 from the window before"
+    assert table.first_marks(["e1", "e3"], 350.0, 1) == [None, 9], "two windows later, e1 is forgotten"
+    if store == "rocksdb":
+        assert table.first_marks(["e1"], 150.0, 2) == [None], "each partition has its own database"
