@@ -14,7 +14,8 @@ from fastavro import parse_schema
 from schemas import Codec
 from schemas.codec import SCHEMA_DIR
 from schemas.encoder import compile_writer
-from streams.enrich import FileContext, enrich
+from streams.enrich import enrich
+from tests.streams.test_enrich import CTX
 
 SCHEMAS = sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
 STRINGS = ["", "a", "ü€😀", "x" * 70, "y" * 9000, "arn:aws:iam::123456789012:role/Admin"]
@@ -63,15 +64,8 @@ def test_every_schema_is_compiled_and_writes_what_fastavro_writes(name):
 
 
 def test_the_events_of_the_real_cloudtrail_files_are_written_as_fastavro_writes_them(real_records):
-    context = FileContext(
-        source_id="cloudtrail-218007301253-us-east-1",
-        object_key="AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/f.json.gz",
-        account="218007301253",
-        region="us-east-1",
-        ingest_time_ms=1_700_000_000_000,
-    )
     codec = Codec.of("Event")
-    events = [enrich(orjson.dumps(r).decode(), context) for r in real_records]
+    events = [enrich(orjson.dumps(r).decode(), CTX) for r in real_records]
     assert len(events) > 1000
     for event in events:
         message = codec.encode(event)
