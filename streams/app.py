@@ -67,13 +67,14 @@ SILENT_SOURCES_EVERY_S = 30.0
 SLOW_BATCH_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
-# Raw messages Faust fetches ahead of the agent and holds in memory: its default, 4,096 messages, held the whole
-# 200k-event bench input (1,121 raw messages of ~230 kB). At most ~64 MiB of full-size chunks (74 by default).
-STREAM_BUFFER_BYTES = 64 * 1024 * 1024
-# The agent takes up to half of that at a time (37 messages by default), or what arrived within BATCH_WAIT_S, and
-# sends what they produce together (streams/outbox.py): chunk by chunk, the producer's work per request cost more
-# than the enrichment (bench: worker alone ~1.5-2x faster).
+# The agent takes up to ~32 MiB of full-size chunks at a time (37 messages by default), or what arrived within
+# BATCH_WAIT_S, and sends what they produce together (streams/outbox.py): chunk by chunk, the producer's work per
+# request cost more than the enrichment (bench: worker alone ~1.5-2x faster).
+BATCH_BYTES = 32 * 1024 * 1024
 BATCH_WAIT_S = 0.05
+# Faust fetches as many messages again ahead of the agent (its stream buffer; its default, 4,096 messages, held
+# the whole 200k-event bench input): the next batch waits there while the agent handles one. With twice as many
+# the worker held ~40 MB more at 400k events (bench), whose larger files make larger chunks.
 # ... and handles and sends a batch in groups of at most GROUP_BYTES of raw messages: ~2k events whatever the size of
 # the chunks, so the worker's memory does not follow the size of the log files (all of a batch at once: 211 -> 375 MB
 # from 50k to 200k events in the bench, whose larger files make chunks ~5x larger).
@@ -91,8 +92,7 @@ def max_message_bytes(settings: Settings) -> int:
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    stream_buffer = max(16, STREAM_BUFFER_BYTES // settings.raw_chunk_bytes)
-    batch_messages = stream_buffer // 2
+    batch_messages = max(16, BATCH_BYTES // settings.raw_chunk_bytes)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
@@ -104,7 +104,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         producer_max_request_size=max_message_bytes(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
-        stream_buffer_maxsize=stream_buffer,
+        stream_buffer_maxsize=batch_messages,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
