@@ -172,7 +172,7 @@ class Settings:
         4 * 1024 * 1024, "bytes of one RocksDB write buffer; at most two per table partition a worker holds", WORKER
     )
     rocksdb_block_cache_bytes: int = _setting(
-        8 * 1024 * 1024, "bytes of RocksDB block cache per table partition a worker holds", WORKER
+        2 * 1024 * 1024, "bytes of RocksDB block cache per table partition a worker holds", WORKER
     )
     online_window: float = _setting(
         1_800.0, "seconds after the last ingested event during which a source is ONLINE (then IDLE)", WORKER
