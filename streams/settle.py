@@ -6,7 +6,7 @@ were never sent. The agent therefore never lets a batch's failure out: `settle` 
 handled or dead-lettered, or raises `GivenUp` when the worker stops meanwhile (the agent then withholds the
 acknowledgement: the next owner of the partitions reads those messages again).
 
-A failing batch is tried again `attempts` times with a growing pause (a broker restarting, a leader moving), then
+A failing batch is tried `attempts` times in all, with a growing pause (a broker restarting, a leader moving), then
 message by message, so that one message that cannot be handled (a poison message) does not hold the others. One
 that fails alone `attempts` times goes to the dead-letter topic with the error; if that send fails too (Kafka is
 unreachable), the message is tried again after a pause, until Kafka takes one or the other: the partitions wait,
