@@ -72,9 +72,6 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 # request cost more than the enrichment (bench: worker alone ~1.5-2x faster).
 BATCH_BYTES = 32 * 1024 * 1024
 BATCH_WAIT_S = 0.05
-# Faust fetches as many messages again ahead of the agent (its stream buffer; its default, 4,096 messages, held
-# the whole 200k-event bench input): the next batch waits there while the agent handles one. With twice as many
-# the worker held ~40 MB more at 400k events (bench), whose larger files make larger chunks.
 # ... and handles and sends a batch in groups of at most GROUP_BYTES of raw messages: ~2k events whatever the size of
 # the chunks, so the worker's memory does not follow the size of the log files (all of a batch at once: 211 -> 375 MB
 # from 50k to 200k events in the bench, whose larger files make chunks ~5x larger).
@@ -104,6 +101,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         producer_max_request_size=max_message_bytes(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
+        # Faust fetches one batch ahead of the agent (its stream buffer; its default, 4,096 messages, held the whole
+        # 200k-event bench input); with two batches ahead the worker held ~40 MB more at 400k events in the bench.
         stream_buffer_maxsize=batch_messages,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.rebalance_timeout,

@@ -118,8 +118,9 @@ class ChunkChangelogTable(faust.Table):
         return [store.get((key, this)) or store.get((key, previous)) for key in keys]
 
     def mark_all(self, keys: Iterable[Any], value: Any, timestamp: float, partition: int) -> None:
-        """Set each key to `value` in the window of `timestamp` (`table[key] = value` on the windowed wrapper,
-        less Faust's table-write sensor: its change to the store, its changelog message, its expiry)."""
+        """Set each key to `value` in the window of `timestamp`: what `table[key] = value` on the windowed wrapper
+        does (the store, the changelog message, the expiry index), without Faust's table sensors. `partition` is
+        the chunk's: the changelog's, and on disk the database's."""
         window = self.window.current(timestamp)
         for key in keys:
             windowed = (key, window)
