@@ -102,7 +102,7 @@ class Codec:
         writer = self._writers[self.writer_of(data)]
         try:
             return schemaless_reader(io.BytesIO(data[10:]), writer, self.schema)  # type: ignore[return-value]
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
             raise UndecodableMessage(f"corrupt {self.name} message body: {exc}") from exc
 
 

@@ -43,6 +43,9 @@ def test_garbage_and_unknown_schemas_are_refused_with_a_reason():
         codec.decode(b"\xc3\x01" + b"\x00" * 8 + b"body")
     with pytest.raises(UndecodableMessage, match="corrupt"):
         codec.decode(codec.encode(RECORD)[:12])
+    # a timestamp no datetime can hold (a foreign or buggy producer): refused too, not an OverflowError
+    with pytest.raises(UndecodableMessage, match="corrupt"):
+        codec.decode(codec.encode({**RECORD, "time": 2**62}))
 
 
 def test_a_message_of_an_older_schema_version_is_read_into_the_current_one():

@@ -42,6 +42,10 @@ def test_a_message_that_is_not_a_raw_batch_is_dead_lettered_whole():
     [dead] = result.dead_letters
     assert (dead["error_type"], dead["location"], dead["payload"]) == ("undecodable_message", "raw/1/42", b"garbage")
 
+    out_of_range = Codec.of("RawBatch").encode({**Codec.of("RawBatch").decode(_raw([])), "ingest_time": 2**62})
+    [dead] = process_raw(out_of_range, location="raw/1/43", now=NOW).dead_letters
+    assert (dead["error_type"], dead["location"]) == ("undecodable_message", "raw/1/43")
+
 
 def test_an_event_too_large_to_send_becomes_a_dead_letter_with_its_record():
     huge = '{"eventID":"big","errorCode":"Client.Huge","errorMessage":"' + "x" * 200_000 + '"}'
