@@ -119,7 +119,8 @@ def _get(port, path):
 
 def _failed_attempts(worker) -> float:
     """The worker's trailhouse_worker_failed_batches_total (0 while its metrics do not answer)."""
-    lines = [line for line in worker.get("/metrics")[1].splitlines() if line.startswith("trailhouse_worker_failed")]
+    name = "trailhouse_worker_failed_batches_total "  # not its `_created` twin, a timestamp
+    lines = [line for line in worker.get("/metrics")[1].splitlines() if line.startswith(name)]
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
