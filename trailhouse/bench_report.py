@@ -139,6 +139,9 @@ class PipelineBench:
         header = ["", *(f"N={run.events:,}" for run in self.runs)]
         rows: list[list[str]] = [
             ["files", *(f"{run.files:,}" for run in self.runs)],
+            # Larger at 4N (the same hours and accounts, busier): chunks grow with files, and with them the worker's
+            # buffers, up to raw_chunk_bytes. Read RSS growth with it.
+            ["  events per file", *(f"{run.events / run.files:,.0f}" if run.files else "-" for run in self.runs)],
             ["baseline: chDB file() -> table", *(_rate(run.baseline) for run in self.runs)],
         ]
         for name in STAGES:

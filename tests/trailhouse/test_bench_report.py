@@ -1,6 +1,7 @@
 """The bench report's math and rendering: percentiles, ratios, growth, table and JSON."""
 
 import json
+import re
 
 import pytest
 
@@ -90,3 +91,4 @@ def test_json_and_table_carry_every_section():
         "1,020 / 1,020",
     ):
         assert expected in text, expected
+    assert re.search(r"events per file\s+10\s+10\s*$", text, re.MULTILINE)
