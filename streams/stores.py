@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from typing import IO, Any, cast
 
 import faust
+import orjson
 from faust.stores import rocksdb
 from faust.types import TP, ProducerT
 from faust.types.tables import WindowWrapperT
@@ -153,7 +154,7 @@ class DiskWindowTable(ChunkChangelogTable):
         firsts: list[Any] = [None] * len(keys)
         missing = list(range(len(keys)))
         for window in self._windows(timestamp):
-            found = db[[store._encode_key((keys[i], window)) for i in missing]] if missing else []
+            found = db[self._raw_keys([keys[i] for i in missing], window)] if missing else []
             for i, raw in zip(missing, found, strict=True):
                 if raw is not None:
                     firsts[i] = store._decode_value(raw)
@@ -165,12 +166,28 @@ class DiskWindowTable(ChunkChangelogTable):
         window = self.window.current(timestamp)
         raw_value = store._encode_value(value)
         batch = WriteBatch(raw_mode=True)
-        for key in keys:
-            raw_key = store._encode_key((key, window))
+        for raw_key in self._raw_keys(list(keys), window):
             batch.put(raw_key, raw_value)
             self._unsent.append((partition, raw_key, raw_value))
         store._db_for_partition(partition).write(batch)
         self._maybe_set_key_ttl((None, window), partition)
+
+    def _raw_keys(self, keys: list[Any], window: tuple[float, float]) -> list[bytes]:
+        """The stored form of each (key, window): Faust's JSON key serializer writes `[key,[start,end]]` with
+        orjson, so the window's part is serialized once per chunk, not once per key through Faust's serializer
+        registry (~5% of the worker's time end to end). Checked against Faust's own encoding on the first key of
+        every call; any difference (another key serializer, another Faust) falls back to Faust's, key by key."""
+        store = cast(rocksdb.Store, self.data)
+        if not keys:
+            return []
+        suffix = b"," + orjson.dumps(window) + b"]"
+        try:
+            first = b"[" + orjson.dumps(keys[0]) + suffix
+        except TypeError:
+            first = None
+        if first != store._encode_key((keys[0], window)):
+            return [store._encode_key((key, window)) for key in keys]
+        return [first] + [b"[" + orjson.dumps(key) + suffix for key in keys[1:]]
 
     def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
         _, (_, window_end) = key  # only what `relative_to_now()` windows read; the index stays empty

@@ -88,3 +88,29 @@ def test_a_chunk_s_ids_are_looked_up_in_two_windows_and_marked_as_faust_would_st
     assert table.first_marks(["e1", "e3"], 350.0, 1) == [None, 9], "two windows later, e1 is forgotten"
     if store == "rocksdb":
         assert table.first_marks(["e1"], 150.0, 2) == [None], "each partition has its own database"
+
+
+def test_window_keys_are_the_bytes_faust_s_serializer_writes_whatever_the_id(tmp_path):
+    """Ids from hostile logs (quotes, backslashes, control characters, other scripts, emoji) are stored under
+    exactly the key Faust's own serializer gives: recovery and Faust's lookups read what the worker wrote."""
+    from streams.app import build_app
+
+    app = build_app(Settings(data_dir=tmp_path, dedup_window=100.0), "127.0.0.1:9", web_port=6066)
+    table = app.tables["event-ids"]
+    store = table.data
+    window = (100.0, 199.9)
+    ids = ["e1", 'a"b', "back\\slash", "tab\tnew\nline\x00", "ünïcödé", "日本語", "🦆", "", "x" * 5000]
+    assert table._raw_keys(ids, window) == [store._encode_key((i, window)) for i in ids]
+
+    table.mark_all(ids, 7, 150.0, 1)
+    assert [store.get((i, window)) for i in ids] == [7] * len(ids)
+    assert table.first_marks(ids, 150.0, 1) == [7] * len(ids)
+
+
+def test_window_keys_fall_back_to_faust_s_serializer_when_it_writes_something_else(tmp_path, monkeypatch):
+    from streams.app import build_app
+
+    app = build_app(Settings(data_dir=tmp_path, dedup_window=100.0), "127.0.0.1:9", web_port=6066)
+    table = app.tables["event-ids"]
+    monkeypatch.setattr(table.data, "_encode_key", lambda key: repr(key).encode())
+    assert table._raw_keys(["e1", "e2"], (100.0, 199.9)) == [b"('e1', (100.0, 199.9))", b"('e2', (100.0, 199.9))"]
