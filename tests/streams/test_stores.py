@@ -102,6 +102,13 @@ def test_window_keys_are_the_bytes_faust_s_serializer_writes_whatever_the_id(tmp
     ids = ["e1", 'a"b', "back\\slash", "tab\tnew\nline\x00", "ünïcödé", "日本語", "🦆", "", "x" * 5000]
     assert table._raw_keys(ids, window) == [store._encode_key((i, window)) for i in ids]
 
+    faust_encodings = []
+    encode_key = store._encode_key
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "_encode_key", lambda key: faust_encodings.append(key) or encode_key(key))
+        table._raw_keys(ids, window)
+    assert faust_encodings == [(ids[0], window)], "Faust's serializer checks the first key only"
+
     table.mark_all(ids, 7, 150.0, 1)
     assert [store.get((i, window)) for i in ids] == [7] * len(ids)
     assert table.first_marks(ids, 150.0, 1) == [7] * len(ids)
