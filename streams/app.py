@@ -10,12 +10,12 @@ Topology:
     timer: re-evaluates silent sources (ONLINE -> IDLE without new input)
     web:   GET /sources/  the sources this worker holds;  GET /sources/{id}/  routed to the worker that owns it
 
-The agent takes the input in batches of messages (a log-file chunk, or a poll outcome, each) and sends what a
-batch produced before it takes the next: Faust's `take_events` acknowledges a batch's messages only after the
-agent handled them, and commits a `cloudtrail.raw` offset only once it is acknowledged, so every event is in Kafka
-before its chunk counts as done (at-least-once). A batch whose handling fails is retried, then split, and a
-message that still fails alone is dead-lettered: a failure never reaches `take_events`, which would acknowledge
-the batch all the same (streams/settle.py). The source state is written once per batch; the de-duplication table
+The agent takes the input in batches of messages (a log-file chunk, or a poll outcome, each) bounded in bytes
+(streams/intake.py) and sends what a batch produced before it takes the next: a batch's messages are acknowledged
+only after the agent handled them, and Faust commits a `cloudtrail.raw` offset only once it is acknowledged, so
+every event is in Kafka before its chunk counts as done (at-least-once). A batch whose handling fails is retried,
+then split, and a message that still fails alone is dead-lettered (streams/settle.py); a batch not handled when
+the worker stops is never acknowledged. The source state is written once per batch; the de-duplication table
 necessarily holds one entry per event id.
 
 Both input topics are keyed by source id with the murmur2 partitioner and have the same partition count, so a
@@ -28,7 +28,8 @@ import asyncio
 import io
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -47,6 +48,7 @@ from streams.detection import DetectionBatch
 from streams.health import commit_positions, observe_worker
 from streams.highwaters import use_exact_highwaters
 from streams.insights import Sensitivity
+from streams.intake import take_batches, withhold_acks
 from streams.outbox import Outbox
 from streams.redelivery import HandledOffsets
 from streams.settle import GivenUp, Settler
@@ -67,15 +69,17 @@ SILENT_SOURCES_EVERY_S = 30.0
 SLOW_BATCH_S = 30.0
 # Record batches of up to 256 kB (Faust's default, 16 kB, holds ~8 events): fewer, larger produce requests.
 PRODUCER_BATCH_BYTES = 256 * 1024
-# The agent takes up to ~32 MiB of full-size chunks at a time (37 messages by default), or what arrived within
+# The agent takes up to BATCH_BYTES of raw messages at a time (and at most BATCH_MESSAGES), or what arrived within
 # BATCH_WAIT_S, and sends what they produce together (streams/outbox.py): chunk by chunk, the producer's work per
-# request cost more than the enrichment (bench: worker alone ~1.5-2x faster).
-BATCH_BYTES = 32 * 1024 * 1024
+# request cost more than the enrichment (bench: worker alone ~1.5-2x faster). The next batch gathers meanwhile, and
+# has to cover the wait for the next fetch (Tansu answers a fetch after its whole max wait, 1.5 s with Faust's
+# consumer): at 400k events in the bench, batches of 4 MiB ran ~20% slower than of 8 MiB.
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_MESSAGES = 1024
 BATCH_WAIT_S = 0.05
-# ... and handles and sends a batch in groups of at most GROUP_BYTES of raw messages: ~2k events whatever the size of
-# the chunks, so the worker's memory does not follow the size of the log files (all of a batch at once: 211 -> 375 MB
-# from 50k to 200k events in the bench, whose larger files make chunks ~5x larger).
-GROUP_BYTES = 2 * 1024 * 1024
+# Messages Faust fetches and buffers ahead of the intake (streams/intake.py): counted in messages, so kept few.
+# Faust's defaults (4,096 messages buffered, every fetched message taken at once) held the whole bench input.
+FAUST_BUFFER_MESSAGES = 8
 # Room in a produce request for what is not the event itself (record batch header, key, headers).
 MESSAGE_OVERHEAD_BYTES = 4096
 log = logging.getLogger(__name__)
@@ -89,7 +93,6 @@ def max_message_bytes(settings: Settings) -> int:
 
 def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    batch_messages = max(16, BATCH_BYTES // settings.raw_chunk_bytes)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
@@ -103,13 +106,10 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         # Compressed bytes fetched ahead per partition. 1 MB instead held ~8 MB less at the worker's peak in the
         # bench, but end to end ran slower (7.3k and 6.7k events/s against 7.5k and 7.3k, 100k events).
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
-        # Faust fetches one batch ahead of the agent (its stream buffer; its default, 4,096 messages, held the whole
-        # 200k-event bench input); with two batches ahead the worker held ~40 MB more at 400k events in the bench.
-        stream_buffer_maxsize=batch_messages,
-        # ... and takes at most a batch from the Kafka client at a time. By default it takes, and so unpacks, every
-        # message fetched (up to consumer_max_fetch_size of compressed record batches per partition): the worker's
-        # peak at 400k events in the bench went from 335 to 233 MB with this bound, at the same rate.
-        broker_max_poll_records=batch_messages,
+        stream_buffer_maxsize=FAUST_BUFFER_MESSAGES,
+        # Faust's default (None) takes, and so unpacks, every message fetched at once: up to
+        # consumer_max_fetch_size of compressed record batches per partition (~130 MB at 400k events in the bench).
+        broker_max_poll_records=FAUST_BUFFER_MESSAGES,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.rebalance_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
@@ -163,7 +163,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def on_batch(messages: Sequence[faust.types.EventT]) -> None:
         """Handle a batch of input messages and return once Kafka has everything they produced: only then does
         Faust acknowledge them (at-least-once). A source's state is written once per batch, its detector state
-        after the batch's insights are delivered (streams/detection.py). Sent group by group (GROUP_BYTES)."""
+        after the batch's insights are delivered (streams/detection.py)."""
         moment = datetime.now(UTC)
         now = int(moment.timestamp() * 1000)
         detection = DetectionBatch(detector_heads, detector_apis, sensitivity)
@@ -203,15 +203,13 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
             insights = detection.detect(result.source_id, events, raw.offset, message)
             outbox.add(settings.topic_insights, key, (_INSIGHT.encode(i) for i in insights))
 
-        for group in in_groups(messages, GROUP_BYTES):
-            outbox = Outbox()
-            for message in group:
-                handle(message, outbox)
-            if group[-1] is messages[-1]:
-                queue_states(updated, now, outbox)
-            deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (stores.py)
-            deliveries += await outbox.send(app.producer)
-            await asyncio.gather(*deliveries)
+        outbox = Outbox()
+        for message in messages:
+            handle(message, outbox)
+        queue_states(updated, now, outbox)
+        deliveries = await seen.table.send_unsent(app.producer)  # the de-dup writes' changelog (stores.py)
+        deliveries += await outbox.send(app.producer)
+        await asyncio.gather(*deliveries)
         states.update(updated)
         detection.store(processing)  # only once its insights are in Kafka: a replay of these chunks re-emits them
         # ... and in Kafka before the batch is acknowledged, or a restart would not replay what the state lacks.
@@ -284,42 +282,47 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
                 where.getvalue(),
             )
 
+    async def handle_batch(delivered: Sequence[faust.types.EventT]) -> None:
+        """Settle a batch (streams/settle.py), but not the messages this worker already handled (a re-seek's
+        redelivery, streams/redelivery.py); a batch left unsettled at shutdown is withheld for the next owner."""
+        messages, again = handled.first_deliveries([(*position(m), m) for m in delivered])
+        if again:
+            REDELIVERED.inc(len(again))
+            log.info("%d message(s) delivered again after this worker handled them, skipped: %s", len(again), again)
+        if not messages:
+            return
+        for message in messages:
+            tp, offset = position(message)
+            if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
+                # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds
+                # the commit before them and the stall guard reads them again (NOTES.md).
+                log.warning(
+                    "raw partition %d: offsets %d..%d were not delivered to the agent",
+                    tp[1],
+                    last_offsets[tp] + 1,
+                    offset - 1,
+                )
+            last_offsets[tp] = offset
+        guard.delivered(monotonic())
+        settled = False
+        try:
+            await settler.settle(messages)
+            settled = True
+            handled.handled(position(m) for m in messages)
+        except GivenUp:
+            log.warning("stopping with %s not handled; the next owner of the partitions reads them", describe(messages))
+        finally:
+            guard.done(monotonic())
+            if not settled:
+                withhold_acks(messages)
+
     @app.agent(inputs, name="process")
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
-        async for delivered in stream.take_events(batch_messages, within=BATCH_WAIT_S):
-            messages, again = handled.first_deliveries([(*position(m), m) for m in delivered])
-            if again:
-                REDELIVERED.inc(len(again))
-                log.info("%d message(s) delivered again after this worker handled them, skipped: %s", len(again), again)
-            if not messages:
-                continue
-            for message in messages:
-                tp, offset = position(message)
-                if tp[0] == settings.topic_raw and last_offsets.get(tp, offset - 1) + 1 < offset:
-                    # Faust dropped what it fetched while its flow was suspended; streams/commit_holes.py holds
-                    # the commit before them and the stall guard reads them again (NOTES.md).
-                    log.warning(
-                        "raw partition %d: offsets %d..%d were not delivered to the agent",
-                        tp[1],
-                        last_offsets[tp] + 1,
-                        offset - 1,
-                    )
-                last_offsets[tp] = offset
-            guard.delivered(monotonic())
-            settled = False
-            try:
-                await settler.settle(messages)
-                settled = True
-                handled.handled(position(m) for m in messages)
-            except GivenUp:
-                log.warning(
-                    "stopping with %s not handled; the next owner of the partitions reads them", describe(messages)
-                )
-            finally:
-                guard.done(monotonic())
-                if not settled:
-                    withhold_acks(messages)
+        batches = take_batches(stream, max_bytes=BATCH_BYTES, max_messages=BATCH_MESSAGES, within=BATCH_WAIT_S)
+        async with aclosing(batches):
+            async for delivered in batches:
+                await handle_batch(delivered)
 
     @app.timer(interval=SILENT_SOURCES_EVERY_S)
     async def reevaluate_silent_sources() -> None:
@@ -359,21 +362,6 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     return app
 
 
-def in_groups(messages: Sequence[faust.types.EventT], max_bytes: int) -> Iterator[list[faust.types.EventT]]:
-    """Consecutive messages in groups of at most `max_bytes` of values (a larger message is a group alone)."""
-    group: list[faust.types.EventT] = []
-    size = 0
-    for message in messages:
-        length = len(message.message.value or b"")
-        if group and size + length > max_bytes:
-            yield group
-            group, size = [], 0
-        group.append(message)
-        size += length
-    if group:
-        yield group
-
-
 def describe(messages: Sequence[faust.types.EventT]) -> str:
     """Where a batch's messages are, for the log: topic/partition/lowest..highest offset, per partition."""
     runs: dict[tuple[str, int], list[int]] = {}
@@ -381,16 +369,6 @@ def describe(messages: Sequence[faust.types.EventT]) -> str:
         tp, offset = position(message)
         runs.setdefault(tp, []).append(offset)
     return ", ".join(f"{topic}/{partition}/{min(o)}..{max(o)}" for (topic, partition), o in runs.items())
-
-
-def withhold_acks(messages: Sequence[faust.types.EventT]) -> None:
-    """Keep `take_events` from acknowledging messages that were not handled (it acknowledges its batch in a
-    `finally`, even when the agent's body raised or was cancelled). Marked as acknowledged on the message alone,
-    they are never handed to the consumer's acknowledged offsets, so the commit stays before them
-    (streams/commit_holes.py) and the next owner of the partition reads them again; Faust's wait for its
-    unacknowledged messages at shutdown counts them as done."""
-    for message in messages:
-        message.message.acked = True
 
 
 def position(message: faust.types.EventT) -> tuple[tuple[str, int], int]:
@@ -401,9 +379,8 @@ def position(message: faust.types.EventT) -> tuple[tuple[str, int], int]:
 
 def processing(message: faust.types.EventT) -> None:
     """Make `message` the one Faust's tables attribute the next writes to: their changelog partition, and the
-    stream time of the windowed de-dup table. Faust sets it while a stream yields one message at a time; for a
-    batch from `take_events` it sets none in the agent's task, so the agent sets each message in turn. (Only the
-    context variable: the stream's own `current_event` attribute is what `take_events` reads while it buffers.)"""
+    stream time of the windowed de-dup table. Faust sets it in the task that iterates the stream, which for a batch
+    is the intake's feeder (streams/intake.py), not the agent's task, so the agent sets each message in turn."""
     _current_event.set(weakref.ref(message))
 
 

@@ -1,10 +1,10 @@
 """Settling a batch of input messages when handling it fails: retried, then split, then dead-lettered. No Kafka here.
 
-Faust's `take_events` acknowledges a batch's messages in its `finally`, so an exception out of the agent's loop
-body (a send Kafka refuses, a table write that fails, a bug) would acknowledge and then commit chunks whose events
-were never sent. The agent therefore never lets a batch's failure out: `settle` returns only once every message is
-handled or dead-lettered, or raises `GivenUp` when the worker stops meanwhile (the agent then withholds the
-acknowledgement: the next owner of the partitions reads those messages again).
+An exception out of the agent's loop body (a send Kafka refuses, a table write that fails, a bug) would end the
+agent, and with it the worker's input, for one bad message or a broker restarting (Faust's own `take_events`
+would even acknowledge the batch on the way out). The agent therefore never lets a batch's failure out: `settle`
+returns only once every message is handled or dead-lettered, or raises `GivenUp` when the worker stops meanwhile
+(the batch is then withheld, streams/intake.py: the next owner of the partitions reads those messages again).
 
 A failing batch is tried `attempts` times in all, with a growing pause (a broker restarting, a leader moving), then
 message by message, so that one message that cannot be handled (a poison message) does not hold the others. One
