@@ -50,18 +50,21 @@ def test_a_put_waits_while_the_item_does_not_fit_and_a_waiting_put_ends_the_wait
     asyncio.run(run())
 
 
-def test_a_take_waits_for_the_first_item_then_up_to_within_for_more():
+def test_a_take_waits_for_the_first_item_then_for_more_until_within_or_max_items():
+    """Timing-free: `within` ends a batch of what came (whenever that is), and `max_items` ends it at once."""
+
     async def run() -> tuple[list[int], list[int]]:
         intake = _sized()
-        first = asyncio.ensure_future(intake.take(max_items=10, within=0.2))
+        first = asyncio.ensure_future(intake.take(max_items=2, within=60))
         await asyncio.sleep(0)
         assert not first.done(), "nothing in the intake yet"
         await intake.put(10)
-        await asyncio.sleep(0.01)
-        await intake.put(20)  # within the 0.2 s after the first: same batch
+        await asyncio.sleep(0)
+        assert not first.done(), "one item of two, and 60 s to wait for the other"
+        await intake.put(20)
         one = await asyncio.wait_for(first, timeout=10)
         await intake.put(30)
-        two = await asyncio.wait_for(intake.take(max_items=1, within=60), timeout=10)  # max_items: no wait
+        two = await asyncio.wait_for(intake.take(max_items=10, within=0.01), timeout=10)  # within: what came
         return one, two
 
     assert asyncio.run(run()) == ([10, 20], [30])
