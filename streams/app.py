@@ -104,7 +104,8 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
         producer_max_request_size=max_message_bytes(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # Compressed bytes fetched ahead per partition. 1 MB instead held ~8 MB less at the worker's peak in the
-        # bench, but end to end ran slower (7.3k and 6.7k events/s against 7.5k and 7.3k, 100k events).
+        # bench, but end to end ran slower (7.3k and 6.7k events/s against 7.5k and 7.3k, 100k events): Tansu
+        # answers a fetch only after Faust's max wait (1.5 s), so a fetch's size bounds the worker's input rate.
         consumer_max_fetch_size=max(4 * settings.raw_chunk_bytes, 4 * 1024 * 1024),
         stream_buffer_maxsize=FAUST_BUFFER_MESSAGES,
         # Faust's default (None) takes, and so unpacks, every message fetched at once: up to

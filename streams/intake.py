@@ -46,9 +46,6 @@ class Intake(Generic[T]):
         self._room = asyncio.Event()  # something was taken
         self._closed: BaseException | None = None
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     async def put(self, item: T) -> None:
         """Add `item`, waiting while it does not fit beside what the intake holds."""
         size = self._size(item)
@@ -113,7 +110,7 @@ async def take_batches(
     """Batches of the stream's events, each at most `max_bytes` of message values and `max_messages` messages,
     or what arrived within `within` seconds of the first; acknowledged as the module docstring says."""
     manual = stream.noack()
-    intake: Intake[faust.types.EventT] = Intake(max_bytes, value_bytes)
+    intake: Intake[faust.types.EventT] = Intake(max_bytes, _value_bytes)
     feeder = asyncio.ensure_future(_feed(manual.events(), intake))
     batch: list[faust.types.EventT] = []
     try:
@@ -147,7 +144,7 @@ async def _feed(events: AsyncIterable[faust.types.EventT], intake: Intake[faust.
     intake.close(IntakeClosed())
 
 
-def value_bytes(event: faust.types.EventT) -> int:
+def _value_bytes(event: faust.types.EventT) -> int:
     """What a message holds in memory, roughly: its value (a raw chunk, or a small poll outcome)."""
     return len(event.message.value or b"")
 

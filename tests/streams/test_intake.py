@@ -44,7 +44,6 @@ def test_a_put_waits_while_the_item_does_not_fit_and_a_waiting_put_ends_the_wait
         # the intake is as full as it gets: the take does not wait its 60 s for more
         assert await asyncio.wait_for(intake.take(max_items=10, within=60), timeout=10) == [600]
         await asyncio.wait_for(blocked, timeout=10)
-        assert len(intake) == 1
         assert intake.drain() == [500]
 
     asyncio.run(run())
@@ -155,3 +154,21 @@ def test_batches_end_with_the_stream_and_a_failing_stream_fails_the_agent():
     assert ended.acked == [0, 1]
     with pytest.raises(ConnectionError, match="the channel failed"):
         asyncio.run(run(Stream([300, 300, 300], fail_after=2, ends=True)))
+
+
+def test_messages_waiting_in_the_intake_at_a_stop_are_withheld():
+    """The feeder had gathered more than the agent took (here: two messages a batch); the agent stops after its
+    second batch, and the messages still in the intake are withheld with the batch in hand."""
+
+    async def run() -> Stream:
+        stream = Stream([100] * 6)
+        batches = take_batches(stream, max_bytes=1000, max_messages=2, within=0.05)
+        seen = [_offsets(await anext(batches)), _offsets(await anext(batches))]
+        assert seen == [[0, 1], [2, 3]]
+        await batches.aclose()
+        return stream
+
+    stream = asyncio.run(run())
+    assert stream.taken == 6, "all six were in the intake at the stop"
+    assert stream.acked == [0, 1]
+    assert [event.message.acked for event in stream.delivered] == [True] * 6
