@@ -1,6 +1,7 @@
 """`trailhouse bench pipeline`: how fast, how fresh, how big, against chDB's own ingest of the same files.
 
-At each size (N events, and 4N with `--scale`) it generates CloudTrail files into a folder (a file:// source) and
+At each size (N events over `span`, and with `--scale` 4N events over 4x the span: files of the same size, 4x as
+many, as a trail delivers when it runs 4x as long) it generates CloudTrail files into a folder (a file:// source) and
 measures, on the embedded stack (Tansu, chDB) with the stages `trailhouse run` uses:
 
 1. baseline: chDB reading the same .json.gz files into the events table (INSERT ... SELECT ... FROM file(...)), in
@@ -74,6 +75,7 @@ class BenchSpec:
     accounts: int = 3
     seed: int = 7
     regions: tuple[str, ...] = ("us-east-1",)
+    span: timedelta = timedelta(hours=24)  # of event time at N; at 4N, 4x as long, so the files keep their size
     scale: bool = False
     freshness_seconds: float = 30.0
     freshness_rate: float = 1000.0  # events per second of the trickle
@@ -104,11 +106,24 @@ def write_report(report: PipelineBench, path: Path | None) -> str:
     return report.render()
 
 
+def trail_at(spec: BenchSpec, events: int) -> GenerateSpec:
+    """The files of one size: `events` over the span that keeps N's rate, so 4N is the same trail running 4x as
+    long. Packing 4N into N's span instead makes every file 4x larger, and the stages' buffers hold files, so peak
+    RSS would grow with the file size, which is a matter of rate (sized by settings), not with N."""
+    return GenerateSpec(
+        events=events,
+        accounts=spec.accounts,
+        seed=spec.seed,
+        regions=spec.regions,
+        span=spec.span * (events / spec.events),
+    )
+
+
 def _measure_size(
     settings: Settings, root: Path, spec: BenchSpec, events: int, with_freshness: bool, progress: Callable[[str], None]
 ) -> tuple[SizeRun, Freshness | None]:
     trail = root / "trail"
-    generated = GenerateSpec(events=events, accounts=spec.accounts, seed=spec.seed, regions=spec.regions)
+    generated = trail_at(spec, events)
     files, records = write_files(generate_files(generated), folder_writer(trail))
     progress(f"N={events:,}: {files:,} files, {records:,} events generated in {trail}")
     sources = [
@@ -132,6 +147,7 @@ def _measure_size(
     run = SizeRun(
         events=records,
         files=files,
+        span_hours=generated.span / timedelta(hours=1),
         baseline=Throughput(rows, seconds),
         stages=stages,
         end_to_end=e2e,

@@ -54,6 +54,7 @@ class SizeRun:
 
     events: int
     files: int
+    span_hours: float  # of event time the files cover
     baseline: Throughput
     stages: dict[str, Throughput]  # poll, worker, sink: each alone on input that is already there
     end_to_end: Throughput  # every stage running, warm, from the files to everything searchable
@@ -70,6 +71,7 @@ class SizeRun:
         return {
             "events": self.events,
             "files": self.files,
+            "span_hours": round(self.span_hours, 1),
             "baseline_chdb": self.baseline.to_json(),
             "stages": {name: t.to_json() for name, t in self.stages.items()},
             "end_to_end": self.end_to_end.to_json()
@@ -139,8 +141,9 @@ class PipelineBench:
         header = ["", *(f"N={run.events:,}" for run in self.runs)]
         rows: list[list[str]] = [
             ["files", *(f"{run.files:,}" for run in self.runs)],
-            # Larger at 4N (the same hours and accounts, busier): chunks grow with files, and with them the worker's
-            # buffers, up to raw_chunk_bytes. Read RSS growth with it.
+            ["  hours of events", *(f"{run.span_hours:,.0f}" for run in self.runs)],
+            # The same at 4N (4x the hours, same rate): the stages' buffers hold chunks of files, so larger files
+            # (a busier trail, or --span-hours) mean more memory up to raw_chunk_bytes, whatever N.
             ["  events per file", *(f"{run.events / run.files:,.0f}" if run.files else "-" for run in self.runs)],
             ["baseline: chDB file() -> table", *(_rate(run.baseline) for run in self.runs)],
         ]

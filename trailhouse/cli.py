@@ -206,7 +206,14 @@ def _add_bench(commands_: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--events", type=_positive, default=100_000, help="events to generate (default 100000)")
     pipeline.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
     pipeline.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
-    pipeline.add_argument("--scale", action="store_true", help="run again at 4x --events: does peak RSS grow?")
+    pipeline.add_argument(
+        "--span-hours", type=float, default=24.0, help="hours of event time the N events spread over (default 24)"
+    )
+    pipeline.add_argument(
+        "--scale",
+        action="store_true",
+        help="run again with 4x --events over 4x --span-hours (files as large, 4x as many): does peak RSS grow?",
+    )
     pipeline.add_argument(
         "--freshness-seconds", type=float, default=30.0, help="seconds of steady new files, 0 for none (default 30)"
     )
@@ -240,6 +247,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         events=args.events,
         accounts=args.accounts,
         seed=args.seed,
+        span=timedelta(hours=args.span_hours),
         scale=args.scale,
         freshness_seconds=args.freshness_seconds,
         freshness_rate=args.freshness_rate,

@@ -12,6 +12,7 @@ def _run(events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0) -
     return SizeRun(
         events=events,
         files=events // 10,
+        span_hours=24.0 * events / 1000,
         baseline=Throughput(events, 1.0),
         stages={"poll": Throughput(events, 2.0), "worker": Throughput(events, 5.0), "sink": Throughput(events, 4.0)},
         end_to_end=Throughput(events, e2e_seconds),
@@ -73,6 +74,7 @@ def test_json_and_table_carry_every_section():
     assert first["end_to_end"]["vs_baseline"] == 0.1
     assert document["freshness"]["p95_seconds"] == pytest.approx(1.95)
     assert document["rss_growth"]["worker (end to end)"] == 1.0
+    assert [run["span_hours"] for run in document["runs"]] == [24.0, 96.0]
 
     text = report.render()
     for expected in (
@@ -92,3 +94,4 @@ def test_json_and_table_carry_every_section():
     ):
         assert expected in text, expected
     assert re.search(r"events per file\s+10\s+10\s*$", text, re.MULTILINE)
+    assert re.search(r"hours of events\s+24\s+96\s*$", text, re.MULTILINE)
