@@ -1,11 +1,12 @@
 """The Insights detector (streams/insights.py) over the worker's tables, one batch of chunks at a time.
 
 The detector's state lives in two tables: a head per source (watermark, open minutes, the APIs it knows, and the
-offset of the last raw message applied) and an entry per source and API (its week of hourly totals, ~2-5 kB).
-Within a batch a source's chunks run on one state held here in memory; the tables are written once per batch,
-and only after the batch's insights are in Kafka (`store`): a worker that dies before that restores the previous
-state, reads the chunks again and emits their insights again (same ids). A chunk at or before the head's applied
-offset was fully handled before a restart: it is skipped, its insights went out with its first pass.
+offset of the last raw message applied) and an entry per source and API (its week of hourly totals: ~2-3 kB as JSON,
+~8-20 kB in memory). An entry stored by an older worker is brought to today's form as it is read. Within a batch a
+source's chunks run on one state held here in memory; the tables are written once per batch, and only after the
+batch's insights are in Kafka (`store`): a worker that dies before that restores the previous state, reads the
+chunks again and emits their insights again (same ids). A chunk at or before the head's applied offset was fully
+handled before a restart: it is skipped, its insights went out with its first pass.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.insights import Sensitivity, add_events, observe, to_avro
+from streams.insights import Sensitivity, add_events, observe, to_avro, upgraded_api
 from streams.insights import new_state as new_detector_state
 
 _HEAD_FIELDS = ("watermark", "closed", "open", "late")
@@ -76,5 +77,5 @@ class DetectionBatch:
         if head is not None:
             state.update({k: head.get(k) for k in _HEAD_FIELDS})
             stored = ((k, self._apis.get(f"{source_id}|{k}")) for k in head["apis"])
-            state["apis"] = {k: api for k, api in stored if api is not None}
+            state["apis"] = {k: upgraded_api(api) for k, api in stored if api is not None}
         return state

@@ -118,9 +118,11 @@ def _new_api(first_minute: int) -> dict[str, Any]:
         "first": first_minute,  # first minute of history
         "next": first_minute,  # next minute to close
         "last_active": first_minute,  # last minute with a call (to forget APIs silent for a week)
-        # [calls, minutes, sum of squares] of closed, normal minutes: per hour for the last HOURS_KEPT hours, and
-        # running sums of those hours over the week and per hour of day (so the baseline costs O(1)).
-        "hours": {},
+        # [calls, minutes, sum of squares] of closed, normal minutes: per hour for the last HOURS_KEPT hours (a
+        # ring, see `_hour`), and running sums of those hours over the week and per hour of day (so the baseline
+        # costs O(1)).
+        "hours": [0] * (3 * HOURS_KEPT),
+        "newest": None,  # the newest hour in the ring
         "week": (0, 0, 0),
         "hod": {},
         "fed": 0,  # minutes that ever fed the baseline (attribution averages)
@@ -236,14 +238,14 @@ def baseline(api: dict[str, Any], minute: int) -> Baseline:
     The hour in progress is left out of both, so a slow ramp is not learnt as normal while it climbs.
     Over-dispersed APIs get a wider band than Poisson's."""
     hour = minute // 60
-    current = api["hours"].get(str(hour), (0, 0, 0))
+    current = _hour(api, hour)
     same = _plus(api["hod"].get(str(hour % 24), (0, 0, 0)), current, -1)
     if same[1] >= 60:
         seasonal = _moments(*same)
     else:
         seen = [_moments(*stats) for slot, stats in api["hod"].items() if int(slot) != hour % 24 and stats[1] >= 60]
         seasonal = max(seen, default=_moments(*_plus(api["week"], current, -1)))
-    recent = _moments(*api["hours"].get(str(hour - 1), (0, 0, 0)))
+    recent = _moments(*_hour(api, hour - 1))
     rate, variance = max(seasonal, recent)
     return Baseline(rate, max(variance, rate), seasonal[0])
 
@@ -307,7 +309,7 @@ def _close(
                 "attr": {dim: dict(entry["attr"][dim]) for dim in ATTRIBUTIONS},
                 "baseline_attr": {dim: dict(api["baseline_attr"][dim]) for dim in ATTRIBUTIONS},
                 "baseline_fed": api["fed"],
-                "baseline_minutes": sum(stats[1] for stats in api["hours"].values()),
+                "baseline_minutes": sum(api["hours"][1::3]),
             }
             yield insight_record(source_id, key, api["insight"], "Start", minute)
     else:
@@ -356,12 +358,51 @@ def _feed_quiet(api: dict[str, Any], first: int, end: int) -> None:
         minute += minutes
 
 
+def upgraded_api(api: dict[str, Any]) -> dict[str, Any]:
+    """An API's state as a worker before the ring stored it (hours as a dict of str(hour) -> totals), in today's
+    form, so a worker upgraded on an existing changelog keeps its baselines."""
+    hours = api["hours"]
+    if not isinstance(hours, dict):
+        return api
+    ring = [0] * (3 * HOURS_KEPT)
+    newest = max(map(int, hours), default=None)
+    for hour, stats in hours.items():
+        at = 3 * (int(hour) % HOURS_KEPT)
+        ring[at : at + 3] = stats
+    return {**api, "hours": ring, "newest": newest}
+
+
+def _hour(api: dict[str, Any], hour: int) -> tuple[int, int, int]:
+    """An hour's totals. The week is a ring of HOURS_KEPT slots of three ints, hour h at slot h % HOURS_KEPT,
+    holding the hours (newest - HOURS_KEPT, newest]: a list of ints of a fixed size, ~8 kB per API in memory (~20
+    kB when its counts are in the thousands), where a dict of hour -> tuple grew to ~40 kB over the first week (a
+    worker holds one per source and API)."""
+    newest = api["newest"]
+    if newest is None or not newest - HOURS_KEPT < hour <= newest:
+        return (0, 0, 0)
+    at = 3 * (hour % HOURS_KEPT)
+    ring = api["hours"]
+    return (ring[at], ring[at + 1], ring[at + 2])
+
+
 def _add_to_hour(api: dict[str, Any], hour: int, added: tuple[int, int, int]) -> None:
-    """Add (calls, minutes, squares) to an hour's totals, after dropping the hours that left the week."""
-    for old in [h for h in api["hours"] if int(h) <= hour - HOURS_KEPT]:
-        expired = api["hours"].pop(old)
-        _shift(api, int(old), expired, -1)
-    api["hours"][str(hour)] = _plus(api["hours"].get(str(hour), (0, 0, 0)), added, 1)
+    """Add (calls, minutes, squares) to an hour's totals, after dropping the hours that left the week. Minutes are
+    added in time order, so `hour` is the newest or a later one."""
+    ring, newest = api["hours"], api["newest"]
+    if newest is None or hour > newest:
+        for later in range(hour if newest is None else max(newest + 1, hour - HOURS_KEPT + 1), hour + 1):
+            at = 3 * (later % HOURS_KEPT)
+            # The hour `later - HOURS_KEPT` (or a week before that, after a silence: the same hour of day, as
+            # HOURS_KEPT is whole days, so `_shift` takes it off the same sums)
+            expired = (ring[at], ring[at + 1], ring[at + 2])
+            if any(expired):
+                _shift(api, later - HOURS_KEPT, expired, -1)
+                ring[at : at + 3] = (0, 0, 0)
+        api["newest"] = hour
+    elif hour <= newest - HOURS_KEPT:
+        return  # already out of the week
+    at = 3 * (hour % HOURS_KEPT)
+    ring[at : at + 3] = _plus(ring[at : at + 3], added, 1)
     _shift(api, hour, added, 1)
     api["fed"] += added[1]
 

@@ -269,3 +269,56 @@ def test_quiet_minutes_fed_an_hour_at_a_time_equal_feeding_them_one_by_one():
         minute += 1 + quiet
     assert minute - T0 > 8 * 24 * 60
     assert json.loads(json.dumps(by_hour)) == json.loads(json.dumps(by_minute))
+
+
+def test_the_week_is_a_ring_of_fixed_size_with_the_sums_of_a_map_of_hours():
+    """An API keeps its hours in a ring of HOURS_KEPT slots, a fixed size whatever its history. It must hold what
+    a map of the last week's hours holds: each hour's totals and the week's and hour-of-day sums, across gaps
+    shorter and longer than a week."""
+    from streams.insights import HOURS_KEPT, _add_to_hour, _hour, _new_api
+
+    rng = random.Random(5)
+    api, hours = _new_api(T0), {}
+    hour = T0 // 60
+    for _ in range(600):
+        hour += rng.choice([0, 1, 1, 1, 2, 30, 200])
+        added = (rng.randint(0, 50), rng.randint(1, 60), rng.randint(0, 2500))
+        _add_to_hour(api, hour, added)
+        hours = {h: t for h, t in hours.items() if h > hour - HOURS_KEPT}
+        hours[hour] = tuple(a + b for a, b in zip(hours.get(hour, (0, 0, 0)), added, strict=True))
+
+        assert len(api["hours"]) == 3 * HOURS_KEPT
+        assert [_hour(api, h) for h in range(hour - HOURS_KEPT - 2, hour + 2)] == [
+            hours.get(h, (0, 0, 0)) for h in range(hour - HOURS_KEPT - 2, hour + 2)
+        ]
+        assert tuple(api["week"]) == tuple(map(sum, zip(*hours.values(), strict=True)))
+        by_hour_of_day = {
+            slot: tuple(map(sum, zip(*(t for h, t in hours.items() if h % 24 == slot), strict=True)))
+            for slot in {h % 24 for h in hours}
+        }
+        assert {int(slot): tuple(t) for slot, t in api["hod"].items() if any(t)} == by_hour_of_day
+
+
+def test_an_api_stored_by_a_worker_before_the_ring_keeps_its_hours():
+    from streams.insights import HOURS_KEPT, _add_to_hour, _hour, baseline, upgraded_api
+
+    stored = {  # as a Faust table's changelog gives it back: JSON, so tuples are lists
+        "first": 60_000,
+        "next": 60_121,
+        "last_active": 60_100,
+        "hours": {"1000": [40, 60, 50], "1001": [3, 60, 9], "1002": [0, 1, 0]},
+        "week": [43, 121, 59],
+        "hod": {"16": [40, 60, 50], "17": [3, 60, 9], "18": [0, 1, 0]},
+        "fed": 121,
+        "baseline_attr": {"userIdentityArn": {}, "userAgent": {}, "errorCode": {}},
+        "insight": None,
+    }
+    api = upgraded_api(stored)
+
+    assert api["newest"] == 1002 and len(api["hours"]) == 3 * HOURS_KEPT
+    assert [_hour(api, h) for h in (999, 1000, 1001, 1002)] == [(0, 0, 0), (40, 60, 50), (3, 60, 9), (0, 1, 0)]
+    # Hour 1002's hour of day is new, so the busiest seen stands in: hour 1000's 40 calls in 60 minutes.
+    assert baseline(api, 1002 * 60 + 5).rate == 40 / 60
+    _add_to_hour(api, 1000 + HOURS_KEPT, (1, 60, 1))  # a week on: hour 1000 leaves the week
+    assert tuple(api["week"]) == (43 - 40 + 1, 121 - 60 + 60, 59 - 50 + 1)
+    assert upgraded_api(api) is api, "today's form is left as it is"
