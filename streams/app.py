@@ -130,7 +130,7 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     seen = dedup_table(app, settings)  # event id -> first raw message + 1, per window (streams/stores.py)
     states = app.Table("source-state", default=None, use_partitioner=True)
     # Insights detector state, per source (watermark, open minutes) and per source and API (baseline, insight):
-    # one entry per API keeps each changelog message small (an API's week of hourly totals is ~5 kB).
+    # one entry per API keeps each changelog message small (an API's week of hourly totals is ~2-3 kB of JSON).
     detector_heads = chunk_changelog_table(app, "insight-sources")
     detector_apis = chunk_changelog_table(app, "insight-apis")
     sensitivity = Sensitivity.of(settings)
