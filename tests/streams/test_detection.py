@@ -86,3 +86,31 @@ def test_chunks_read_again_after_a_restart_are_skipped():
     assert again.detect(SOURCE, _chunks()[84], 84, message="raw/0/84") == []
     again.store(lambda message: None)
     assert json.loads(json.dumps(heads)) == json.loads(json.dumps(_run(5)[1]))
+
+
+def _as_before_the_ring(api: dict) -> dict:
+    """An API entry as a worker before the ring stored it: hours as a dict of str(hour) -> totals, via JSON."""
+    ring, newest = api["hours"], api["newest"]
+    hours = {str(h): ring[3 * (h % 168) : 3 * (h % 168) + 3] for h in range(newest - 167, newest + 1)}
+    old = {k: v for k, v in api.items() if k != "newest"} | {"hours": {h: t for h, t in hours.items() if any(t)}}
+    return json.loads(json.dumps(old))
+
+
+def test_tables_stored_before_the_ring_give_the_same_insights_and_tables():
+    """A worker upgraded halfway through, on tables an older worker wrote: nothing changes but the form."""
+    expected = _run(5)
+    heads: dict = {}
+    apis: dict = {}
+    insights = []
+    chunks = _chunks()
+    for first in range(0, len(chunks), 5):
+        if first == 50:
+            apis = {key: _as_before_the_ring(api) for key, api in apis.items()}
+            assert all(isinstance(api["hours"], dict) for api in apis.values()) and apis
+        batch = DetectionBatch(heads, apis, S)
+        for offset in range(first, min(first + 5, len(chunks))):
+            insights += batch.detect(SOURCE, chunks[offset], offset, message=f"raw/0/{offset}")
+        batch.store(lambda message: None)
+
+    assert insights == expected[0]
+    assert json.loads(json.dumps((heads, apis))) == json.loads(json.dumps(expected[1:]))
