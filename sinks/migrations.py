@@ -378,12 +378,28 @@ def migrate(client: Client, layout: Layout, *, upto: int | None = None) -> list[
     return applied
 
 
+# The embedded engine runs inside the sink's process, so its merges count against the sink's memory. A horizontal
+# merge holds buffers for every column of every part it merges; a vertical one, a column at a time. ClickHouse
+# merges vertically from 131,072 rows on; the embedded engine does so from the first part. `trailhouse bench
+# pipeline`, 100k -> 400k events, two runs each: sink peak RSS 533-554 -> 566-570 MB end to end, against 557-594
+# -> 580-671 without (NOTES.md, issue 7). A server keeps ClickHouse's defaults: its memory is not the sink's.
+EMBEDDED_EVENTS_SETTINGS = {
+    "vertical_merge_algorithm_min_rows_to_activate": 1,
+    "vertical_merge_algorithm_min_columns_to_activate": 1,
+}
+
+
 def prepare(settings: Settings) -> tuple[Client, Layout]:
-    """What every command that touches ClickHouse does first: connect, migrate, apply the configured retention."""
+    """What every command that touches ClickHouse does first: connect, migrate, apply the configured retention
+    (and, on the embedded engine, its merge settings)."""
     client = connect(settings.clickhouse_dsn)
     layout = Layout(settings.clickhouse_database, settings.cluster)
     migrate(client, layout)
     apply_retention(client, layout, settings.retention_days)
+    if settings.clickhouse_dsn.startswith("chdb://"):
+        assignments = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_EVENTS_SETTINGS.items())
+        sql = alter_storage(layout, "events", (f"MODIFY SETTING {assignments}",))
+        call("set the embedded engine's merge settings", lambda: client.command(sql))
     return client, layout
 
 

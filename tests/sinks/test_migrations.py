@@ -136,3 +136,19 @@ def test_retention_deletes_by_event_time_and_can_be_lifted(clickhouse, settings)
 
     assert len(apply_retention(clickhouse, layout, 0)) == 4  # forever
     assert current_ttls(clickhouse, layout) == {"events": None, "alerts": None, "insights": None, "event_numbers": None}
+
+
+def test_the_embedded_engine_merges_the_events_table_a_column_at_a_time(chdb_dsn, settings):
+    from sinks.migrations import EMBEDDED_EVENTS_SETTINGS, prepare
+
+    client, layout = prepare(settings.with_(clickhouse_url=chdb_dsn))
+    try:
+        (create,) = client.query(
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'events'",
+            parameters={"db": layout.database},
+        ).result_rows[0]
+        for name, value in EMBEDDED_EVENTS_SETTINGS.items():
+            assert f"{name} = {value}" in create
+        prepare(settings.with_(clickhouse_url=chdb_dsn))  # every start sets them again: no error the second time
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {layout.database}")
