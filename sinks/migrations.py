@@ -378,6 +378,15 @@ def migrate(client: Client, layout: Layout, *, upto: int | None = None) -> list[
     return applied
 
 
+def prepare(settings: Settings) -> tuple[Client, Layout]:
+    """What every command that touches ClickHouse does first: connect, migrate, apply the configured retention."""
+    client = connect(settings.clickhouse_dsn)
+    layout = Layout(settings.clickhouse_database, settings.cluster)
+    migrate(client, layout)
+    apply_retention(client, layout, settings.retention_days)
+    return client, layout
+
+
 # The embedded engine runs inside the sink's process, so its merges count against the sink's memory. A horizontal
 # merge holds buffers for every column of every part it merges; a vertical one, a column at a time. ClickHouse
 # merges vertically from 131,072 rows on; the embedded engine does so from the first part. `trailhouse bench
@@ -389,18 +398,11 @@ EMBEDDED_EVENTS_SETTINGS = {
 }
 
 
-def prepare(settings: Settings) -> tuple[Client, Layout]:
-    """What every command that touches ClickHouse does first: connect, migrate, apply the configured retention
-    (and, on the embedded engine, its merge settings)."""
-    client = connect(settings.clickhouse_dsn)
-    layout = Layout(settings.clickhouse_database, settings.cluster)
-    migrate(client, layout)
-    apply_retention(client, layout, settings.retention_days)
-    if settings.clickhouse_dsn.startswith("chdb://"):
-        assignments = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_EVENTS_SETTINGS.items())
-        sql = alter_storage(layout, "events", (f"MODIFY SETTING {assignments}",))
-        call("set the embedded engine's merge settings", lambda: client.command(sql))
-    return client, layout
+def merge_in_columns(client: Client, layout: Layout) -> None:
+    """Set EMBEDDED_EVENTS_SETTINGS on the events table; the sink does, on the embedded engine, as it starts."""
+    assignments = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_EVENTS_SETTINGS.items())
+    sql = alter_storage(layout, "events", (f"MODIFY SETTING {assignments}",))
+    call("set the embedded engine's merge settings", lambda: client.command(sql))
 
 
 def applied_versions(client: Client, layout: Layout) -> set[int]:

@@ -102,14 +102,16 @@ def sqs_stage(settings: Settings, bootstrap: str, queue_url: str, health: Health
 
 
 def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Stage:
-    from sinks.migrations import prepare
+    from sinks.migrations import merge_in_columns, prepare
     from sinks.sink import Sink
     from sinks.tables import sink_tables
     from trailhouse.kafka import ensure_topics, watch_consumer_stats
     from trailhouse.metrics import ConsumerGroupMetrics, sink_writes
 
     ensure_topics(settings, bootstrap)
-    client, _ = prepare(settings)
+    client, layout = prepare(settings)
+    if settings.clickhouse_dsn.startswith("chdb://"):
+        merge_in_columns(client, layout)  # the engine's merges run in this process (sinks/migrations.py)
     on_write = None
     if health is not None:
         watch_consumer_stats(ConsumerGroupMetrics(health, settings.sink_group).on_stats)

@@ -138,17 +138,28 @@ def test_retention_deletes_by_event_time_and_can_be_lifted(clickhouse, settings)
     assert current_ttls(clickhouse, layout) == {"events": None, "alerts": None, "insights": None, "event_numbers": None}
 
 
-def test_the_embedded_engine_merges_the_events_table_a_column_at_a_time(chdb_dsn, settings):
+def test_the_embedded_sink_merges_the_events_table_a_column_at_a_time(chdb_dsn, settings, topics):
+    """The sink sets the merge settings as it starts; a command that only reads (search, status) leaves the
+    table as it is."""
     from sinks.migrations import EMBEDDED_EVENTS_SETTINGS, prepare
+    from trailhouse.stages import sink_stage
 
-    client, layout = prepare(settings.with_(clickhouse_url=chdb_dsn))
-    try:
-        (create,) = client.query(
+    embedded = settings.with_(clickhouse_url=chdb_dsn)
+    client, layout = prepare(embedded)
+
+    def create_query() -> str:
+        return client.query(
             "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'events'",
             parameters={"db": layout.database},
-        ).result_rows[0]
+        ).result_rows[0][0]
+
+    try:
+        assert "vertical_merge_algorithm" not in create_query()
+        for _ in range(2):  # every start sets them again: no error the second time
+            sink = sink_stage(embedded, topics)
+            sink.stop()
+            sink.run()
         for name, value in EMBEDDED_EVENTS_SETTINGS.items():
-            assert f"{name} = {value}" in create
-        prepare(settings.with_(clickhouse_url=chdb_dsn))  # every start sets them again: no error the second time
+            assert f"{name} = {value}" in create_query()
     finally:
         client.command(f"DROP DATABASE IF EXISTS {layout.database}")
