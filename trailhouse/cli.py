@@ -158,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--regions", default="us-east-1", help="comma-separated regions (default us-east-1)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument("--start", default=None, help="first event time, ISO UTC (default: --span before now)")
-    generate.add_argument("--span-hours", type=float, default=24.0, help="hours the events spread over (default 24)")
+    generate.add_argument(
+        "--span-hours", type=_positive_float, default=24.0, help="hours the events spread over (default 24)"
+    )
     return parser
 
 
@@ -207,7 +209,10 @@ def _add_bench(commands_: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--accounts", type=_positive, default=3, help="accounts to generate (default 3)")
     pipeline.add_argument("--seed", type=int, default=7, help="random seed of the generated logs (default 7)")
     pipeline.add_argument(
-        "--span-hours", type=float, default=24.0, help="hours of event time the N events spread over (default 24)"
+        "--span-hours",
+        type=_positive_float,
+        default=24.0,
+        help="hours of event time the N events spread over (default 24)",
     )
     pipeline.add_argument(
         "--scale",
@@ -260,6 +265,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
 

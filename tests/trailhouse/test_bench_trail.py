@@ -1,8 +1,12 @@
-"""The bench's trail at N and 4N: the same rate over 4x the span, so its files do not grow with N."""
+"""The bench's trail at N and 4N: the same rate over 4x the span, so its files do not grow with N; the span is
+positive."""
 
 from datetime import timedelta
 
+import pytest
+
 from trailhouse.bench_pipeline import BenchSpec, trail_at
+from trailhouse.cli import main
 from trailhouse.generate import generate_files
 
 
@@ -31,3 +35,12 @@ def test_the_trail_at_n_is_the_spec_as_given():
         ("eu-west-1", "us-east-1"),
         timedelta(hours=2),
     )
+
+
+@pytest.mark.parametrize("verb", [["bench", "pipeline"], ["generate", "out"]])
+@pytest.mark.parametrize("hours", ["0", "-1", "nan"])
+def test_span_hours_must_be_positive(verb, hours, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*verb, "--span-hours", hours])
+    assert exit_.value.code == 2
+    assert f"--span-hours: {hours} is not a positive number" in capsys.readouterr().err
