@@ -245,8 +245,10 @@ def poll(
 
 
 def worker(settings: Settings) -> int:
+    from trailhouse.processes import use_one_malloc_arena
     from trailhouse.stages import run_worker
 
+    use_one_malloc_arena()  # before shared_kafka's clients start threads
     with shared_kafka(settings, "worker") as bootstrap:
         run_worker(settings, bootstrap)
     return 0

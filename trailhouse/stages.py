@@ -22,7 +22,7 @@ from producers.poller import Observers, Poller, PollObserver
 from trailhouse.config import Settings
 from trailhouse.health import Health, serve
 from trailhouse.logs import setup_logging
-from trailhouse.processes import die_with_parent, free_port
+from trailhouse.processes import die_with_parent, free_port, use_one_malloc_arena
 
 if TYPE_CHECKING:
     from producers.sqs import SqsPoller
@@ -131,6 +131,9 @@ def serve_stage(stage: str, settings: Settings, run: Callable[[Health], None]) -
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
+    """The worker until signalled; `trailhouse worker` calls `use_one_malloc_arena` itself, before its own Kafka
+    clients start threads."""
+    use_one_malloc_arena()
     from streams.app import run_worker as run_faust_worker
     from trailhouse.kafka import ensure_topics
 
