@@ -31,9 +31,9 @@ def use_one_malloc_arena() -> bool:
     arena and freed by the agent in the main one, and each heap kept its own free space for the batches' peaks.
     With one arena the worker alone peaked at 150-151 -> 182-184 MB for 100k -> 400k events, against 161-176 ->
     202-203 MB, at the same rate (bench trail, NOTES.md 2026-11-25). Left alone when the user set MALLOC_ARENA_MAX
-    or GLIBC_TUNABLES, and where mallopt is missing (not glibc).
+    or glibc.malloc.arena_max in GLIBC_TUNABLES, and where mallopt is missing (not glibc).
     """
-    if "MALLOC_ARENA_MAX" in os.environ or "GLIBC_TUNABLES" in os.environ:
+    if "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -2,6 +2,7 @@ import ctypes
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,7 @@ pytestmark = pytest.mark.skipif(
 
 # Four threads allocate while all are alive; glibc's malloc_info lists one <heap> per arena in use.
 HEAPS_AFTER_THREADS = """
-import ctypes, os, sys, tempfile, threading
-from trailhouse import stages
-from trailhouse.config import Settings
+import ctypes, sys, threading
 from trailhouse.processes import use_one_malloc_arena
 
 took = use_one_malloc_arena() if sys.argv[1] == "call" else None
@@ -36,19 +35,17 @@ for thread in threads:
     thread.join()
 libc = ctypes.CDLL(None)
 libc.fopen.restype = ctypes.c_void_p
-path = tempfile.mktemp()
-stream = ctypes.c_void_p(libc.fopen(path.encode(), b"w"))
+stream = ctypes.c_void_p(libc.fopen(sys.argv[2].encode(), b"w"))
 libc.malloc_info(0, stream)
 libc.fclose(stream)
-print(took, open(path).read().count("<heap nr="))
-os.unlink(path)
+print(took, open(sys.argv[2]).read().count("<heap nr="))
 """
 
 
-def heaps_after_threads(call: bool, **env: str) -> tuple[str, int]:
+def heaps_after_threads(tmp_path: Path, call: bool, **env: str) -> tuple[str, int]:
     environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")} | env
     out = subprocess.run(
-        [sys.executable, "-c", HEAPS_AFTER_THREADS, "call" if call else "no"],
+        [sys.executable, "-c", HEAPS_AFTER_THREADS, "call" if call else "no", str(tmp_path / "malloc-info.xml")],
         capture_output=True,
         text=True,
         env=environ,
@@ -58,17 +55,21 @@ def heaps_after_threads(call: bool, **env: str) -> tuple[str, int]:
     return out[0], int(out[1])
 
 
-def test_without_the_call_each_thread_allocates_in_an_arena_of_its_own():
-    assert heaps_after_threads(call=False) == ("None", 5)
+def test_without_the_call_each_thread_allocates_in_an_arena_of_its_own(tmp_path):
+    assert heaps_after_threads(tmp_path, call=False) == ("None", 5)
 
 
-def test_after_the_call_every_thread_allocates_from_the_main_heap():
-    assert heaps_after_threads(call=True) == ("True", 1)
+def test_after_the_call_every_thread_allocates_from_the_main_heap(tmp_path):
+    assert heaps_after_threads(tmp_path, call=True) == ("True", 1)
+
+
+def test_other_glibc_tunables_do_not_stop_it(tmp_path):
+    assert heaps_after_threads(tmp_path, call=True, GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072") == ("True", 1)
 
 
 @pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "2"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}])
-def test_a_limit_the_user_set_is_left_alone(env):
-    assert heaps_after_threads(call=True, **env) == ("False", 2)
+def test_a_limit_the_user_set_is_left_alone(tmp_path, env):
+    assert heaps_after_threads(tmp_path, call=True, **env) == ("False", 2)
 
 
 def test_this_process_is_left_alone_when_the_user_set_a_limit(monkeypatch):
