@@ -91,7 +91,7 @@ class Sink:
         self._insert_settings = insert_settings(cluster=settings.cluster is not None)
         self._tables = tables
         self._on_write = on_write
-        self._embedded = settings.clickhouse_dsn.startswith("chdb://")
+        self._embedded = settings.embedded_clickhouse
         # librdkafka prefetches up to 64 MiB by default, whatever the sink holds; one bound ahead keeps it busy.
         prefetch = {"queued.max.messages.kbytes": max(1024, settings.sink_batch_bytes // 1024)}
         self._consumer = Consumer(consumer_options(settings, bootstrap, settings.sink_group) | prefetch)

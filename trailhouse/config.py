@@ -231,6 +231,11 @@ class Settings:
         return self.kafka_bootstrap is None
 
     @property
+    def embedded_clickhouse(self) -> bool:
+        """ClickHouse runs inside this process (chDB): no clickhouse_url, or a chdb:// one."""
+        return (self.clickhouse_url or "chdb://").startswith("chdb://")
+
+    @property
     def worker_state_topics(self) -> list[str]:
         """Changelogs of the workers' tables that the embedded stack keeps on disk: per-source state and the
         insights detector's baselines (the de-dup window, one entry per event, is not kept)."""

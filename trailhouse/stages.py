@@ -110,7 +110,7 @@ def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None)
 
     ensure_topics(settings, bootstrap)
     client, layout = prepare(settings)
-    if settings.clickhouse_dsn.startswith("chdb://"):
+    if settings.embedded_clickhouse:
         merge_in_columns(client, layout)  # the engine's merges run in this process (sinks/migrations.py)
     on_write = None
     if health is not None:

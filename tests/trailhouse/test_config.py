@@ -68,3 +68,11 @@ def test_the_embedded_broker_gets_short_rebalances_and_a_real_cluster_long_ones(
     assert Settings().rebalance_timeout == 4.0
     assert Settings(kafka_bootstrap="k:9092").rebalance_timeout == 60.0
     assert Settings(worker_rebalance_timeout=15.0).rebalance_timeout == 15.0
+
+
+@pytest.mark.parametrize(
+    ("url", "embedded"),
+    [(None, True), ("chdb:///var/lib/trailhouse/clickhouse", True), ("https://user:pw@ch.internal:8443", False)],
+)
+def test_the_embedded_engine_is_chdb_whether_implied_or_named(url, embedded):
+    assert Settings(clickhouse_url=url).embedded_clickhouse is embedded
