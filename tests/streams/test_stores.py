@@ -1,3 +1,6 @@
+import tracemalloc
+
+import orjson
 import pytest
 
 from streams.stores import DiskWindowTable, dedup_table_store, hold_worker_dir
@@ -69,6 +72,28 @@ def test_a_dedup_write_queues_its_changelog_message_for_the_chunk_instead_of_fau
         # The bytes Faust's own send would have produced: recovery writes them to the store as they are.
         assert table._unsent == [(2, b'["e1",[0.0,86399.9]]', b"8")]
         assert app.producer.buffer.size == 0
+
+
+def test_a_queued_changelog_message_holds_the_memory_of_its_bytes_not_of_the_serializer_s_buffer(tmp_path):
+    from streams.app import build_app
+
+    table = build_app(Settings(data_dir=tmp_path), "127.0.0.1:9", web_port=6066).tables["insight-apis"]
+    entry = {"hours": list(range(3 * 168)), "hod": {str(h): (h, 60, h * h) for h in range(24)}}  # ~2.5 kB of JSON
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20):
+            table.send_changelog(0, f"source|api-{n}", entry)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    queued = sum(len(key) + len(value) for _, key, value in table._unsent)
+    assert queued > 20 * 2000
+    assert held < 1.5 * queued, "orjson's buffers (~130 kB per entry since 3.12) are kept until the batch is sent"
+    assert orjson.loads(table._unsent[0][2]) == orjson.loads(orjson.dumps(entry))
+
+    table.send_changelog(0, "source|gone", None, value_serializer="raw")  # a deletion stays a tombstone
+    assert table._unsent[-1] == (0, b'"source|gone"', None)
 
 
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])
