@@ -46,8 +46,8 @@ DEDUP_TABLE = "event-ids"
 WRITE_BUFFERS = 2  # one being filled, one being flushed to disk
 
 
-def right_sized(data: bytes | None) -> bytes | None:
-    """`data` in an allocation of its own length, for bytes kept until their batch is sent (None: a deletion).
+def right_sized(data: bytes) -> bytes:
+    """`data` in an allocation of its own length, for bytes kept until their batch is sent.
 
     Faust serializes table keys and values with orjson, whose result keeps the whole buffer it wrote into: since
     orjson 3.12 at least 4 kB for any value, ~130 kB for a 2-4 kB detector entry (it sets the length but never
@@ -55,7 +55,7 @@ def right_sized(data: bytes | None) -> bytes | None:
     a batch touches a few hundred detector entries: ~25 MB of the worker's heap at its peak (memray, bench 400k),
     for ~1 MB of messages. The copy costs a memcpy of the message.
     """
-    return None if data is None else bytes(memoryview(data))
+    return bytes(memoryview(data))
 
 
 def dedup_table_store(settings: Settings) -> dict[str, Any]:
@@ -105,7 +105,8 @@ class ChunkChangelogTable(faust.Table):
         topic = self.changelog_topic
         raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
         raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
-        self._unsent.append((partition, cast(bytes, right_sized(raw_key)), right_sized(raw_value)))
+        kept = None if raw_value is None else right_sized(raw_value)  # None: a deletion
+        self._unsent.append((partition, right_sized(raw_key), kept))
         return SimpleNamespace(message=SimpleNamespace(partition=partition))  # what `on_key_set` reads
 
     async def send_unsent(self, producer: ProducerT) -> list[asyncio.Future[Any]]:
@@ -176,7 +177,7 @@ class DiskWindowTable(ChunkChangelogTable):
     def mark_all(self, keys: Iterable[Any], value: Any, timestamp: float, partition: int) -> None:
         store = cast(rocksdb.Store, self.data)
         window = self.window.current(timestamp)
-        raw_value = cast(bytes, right_sized(store._encode_value(value)))  # one per chunk, queued with each key
+        raw_value = right_sized(store._encode_value(value))  # one per chunk, queued with each of its keys
         batch = WriteBatch(raw_mode=True)
         for raw_key in self._raw_keys(list(keys), window):
             batch.put(raw_key, raw_value)

@@ -89,7 +89,7 @@ def test_a_queued_changelog_message_holds_the_memory_of_its_bytes_not_of_the_ser
         tracemalloc.stop()
     queued = sum(len(key) + len(value) for _, key, value in table._unsent)
     assert queued > 20 * 2000
-    assert held < 1.5 * queued, "orjson's buffers (~130 kB per entry since 3.12) are kept until the batch is sent"
+    assert held < 4 * queued, "orjson's buffers (~130 kB per entry since 3.12) are kept until the batch is sent"
     assert orjson.loads(table._unsent[0][2]) == orjson.loads(orjson.dumps(entry))
 
     table.send_changelog(0, "source|gone", None, value_serializer="raw")  # a deletion stays a tombstone
