@@ -4,9 +4,14 @@ The de-dup window holds one entry per event id of two windows (~48 h of events),
 worker's memory grows with the event rate. In RocksDB (Faust's `rocksdb://` store, through the `rocksdict`
 bindings) it lives under the worker's directory (`Settings.worker_data_dir`), with RocksDB's own memory bounded
 per table partition: at most two write buffers of `rocksdb_write_buffer_bytes` and a block cache of
-`rocksdb_block_cache_bytes`. After a restart on the same directory Faust reads only the changelog's tail (the store
-keeps the changelog offset it has applied); on a new directory it reads the whole changelog, as the memory store
-always does.
+`rocksdb_block_cache_bytes`; only each file's index and bloom filter grow with the ids on disk (~1.7 bytes per id
+at `rocksdb_bloom_bits` = 10). Most ids are new, and a new id is looked up in two windows: in every file whose
+filter answers "maybe", RocksDB reads a block. Faust's default filter (3 bits per key) answers "maybe" for ~24% of
+them, so once the window outgrows the page cache the worker would wait on the disk for most events; at 10 bits
+~1% (docs/operations.md has the sizing).
+
+After a restart on the same directory Faust reads only the changelog's tail (the store keeps the changelog offset
+it has applied); on a new directory it reads the whole changelog, as the memory store always does.
 
 The source-state and detector tables stay in memory: one entry per source or per source and API, and the worker
 writes the source state from a timer, outside any message, which Faust's RocksDB store does not support (it takes
@@ -72,6 +77,7 @@ def dedup_table_store(settings: Settings) -> dict[str, Any]:
             "write_buffer_size": settings.rocksdb_write_buffer_bytes,
             "max_write_buffer_number": WRITE_BUFFERS,
             "block_cache_size": settings.rocksdb_block_cache_bytes,
+            "bloom_filter_size": settings.rocksdb_bloom_bits,
             "ttl": int(3 * settings.dedup_window),
         },
     }

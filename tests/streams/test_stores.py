@@ -1,3 +1,4 @@
+import re
 import tracemalloc
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ def test_the_dedup_window_is_on_disk_with_bounded_memory_unless_memory_is_asked_
             "write_buffer_size": 2 << 20,
             "max_write_buffer_number": 2,
             "block_cache_size": 3 << 20,
+            "bloom_filter_size": 10,
             "ttl": 300,
         },
     }
@@ -109,6 +111,35 @@ def test_a_chunk_s_de_dup_mark_is_queued_in_memory_of_its_length(tmp_path):
     held = held_after(lambda: [table.mark_all([f"e{n}"], n + 1, 150.0, 0) for n in range(50)])
     assert len(table._unsent) == 50
     assert held < 50 * 1024, "orjson keeps >= 4 kB for the one-digit mark of each chunk (since 3.12)"
+
+
+def test_a_new_id_s_lookups_are_answered_by_the_bloom_filters_not_by_reading_the_window_s_blocks(tmp_path, monkeypatch):
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from streams.app import build_app
+
+    opened = []
+    as_options = RocksDBOptions.as_options
+
+    def with_statistics(self: RocksDBOptions):  # the options Faust opens the partition's database with
+        options = as_options(self)
+        options.enable_statistics()
+        opened.append(options)
+        return options
+
+    monkeypatch.setattr(RocksDBOptions, "as_options", with_statistics)
+    app = build_app(Settings(data_dir=tmp_path, dedup_window=100.0), "127.0.0.1:9", web_port=6066)
+    table = app.tables["event-ids"]
+    for chunk in range(20):
+        table.mark_all([f"seen-{chunk}-{n}" for n in range(1000)], chunk + 1, 150.0, 0)
+    table.data._db_for_partition(0).flush()  # on disk: what a lookup finds only through a filter, then a block
+
+    assert table.first_marks([f"new-{n}" for n in range(5000)], 150.0, 0) == [None] * 5000
+    counts = dict(re.findall(r"^(rocksdb\.bloom\.filter\.[a-z.]+) COUNT : (\d+)$", opened[-1].get_statistics(), re.M))
+    probes = 2 * 5000  # the current window and the one before
+    assert int(counts["rocksdb.bloom.filter.useful"]) >= 0.95 * probes
+    assert int(counts["rocksdb.bloom.filter.full.positive"]) <= 0.03 * probes, "Faust's 3 bits: ~24% read a block"
+    assert table.first_marks(["seen-3-7", "seen-19-999"], 150.0, 0) == [4, 20]
 
 
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])

@@ -44,6 +44,7 @@ def test_the_config_file_can_come_from_the_environment(tmp_path):
         ({"TRAILHOUSE_CLICKHOUSE_DATABASE": "x; drop"}, "letters, digits"),
         ({"TRAILHOUSE_DEDUP_STORE": "redis"}, "use rocksdb .on disk. or memory"),
         ({"TRAILHOUSE_ROCKSDB_BLOCK_CACHE_BYTES": "4096"}, "at least 1048576"),
+        ({"TRAILHOUSE_ROCKSDB_BLOOM_BITS": "0"}, "rocksdb_bloom_bits=0: use 1 to 24 bits per id"),
         ({"TRAILHOUSE_POLL_QUEUE_BYTES": "900000"}, "poll_queue_bytes=900000 cannot hold one message.*965536"),
     ],
 )
