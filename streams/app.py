@@ -321,9 +321,24 @@ def build_app(settings: Settings, bootstrap: str, *, web_port: int) -> faust.App
     async def process(stream: faust.StreamT) -> None:
         agent_task["task"] = asyncio.current_task()
         batches = take_batches(stream, max_bytes=BATCH_BYTES, max_messages=BATCH_MESSAGES, within=BATCH_WAIT_S)
-        async with aclosing(batches):
-            async for delivered in batches:
-                await handle_batch(delivered)
+        try:
+            async with aclosing(batches):
+                async for delivered in batches:
+                    await handle_batch(delivered)
+        except Exception as exc:
+            await stop_on_failure(exc)
+            raise
+
+    async def stop_on_failure(error: Exception) -> None:
+        """Faust restarts an agent that raised, forever, while the process stays up and its /healthz stays 200: an
+        error outside a batch's settling (streams/settle.py), a bug or a dead letter Kafka refuses, would repeat
+        every few seconds and nobody would know. The worker stops instead (exit status 1), so that what supervises
+        it (`trailhouse run`, Kubernetes) shows it and restarts it; what was not handled was not acknowledged, so
+        its partitions' next owner reads it again."""
+        if app.should_stop:
+            return  # stopping anyway: an error on the way out is not the agent's failure
+        log.critical("the worker's agent failed; stopping the worker (Faust logs the traceback): %r", error)
+        await app.crash(error)
 
     @app.timer(interval=SILENT_SOURCES_EVERY_S)
     async def reevaluate_silent_sources() -> None:
