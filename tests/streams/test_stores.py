@@ -10,7 +10,7 @@ from trailhouse.config import Settings
 from trailhouse.errors import DataDirInUse
 
 
-def test_the_dedup_window_is_on_disk_with_bounded_memory_unless_memory_is_asked_for():
+def test_the_dedup_window_is_on_disk_with_its_memory_set_by_the_settings_unless_memory_is_asked_for():
     settings = Settings(rocksdb_write_buffer_bytes=2 << 20, rocksdb_block_cache_bytes=3 << 20, dedup_window=100.0)
     assert dedup_table_store(settings) == {
         "store": "rocksdb:event-ids",
