@@ -466,7 +466,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, scopes: Iterable[str]) ->
             dest=f.name,
             default=None,
             metavar=_field_type(f).__name__.upper(),
-            help=f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default}]",
+            # argparse formats help with %: a setting's "~1%" would break every command's --help
+            help=f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default}]".replace("%", "%%"),
         )
 
 

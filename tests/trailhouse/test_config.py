@@ -77,3 +77,21 @@ def test_the_embedded_broker_gets_short_rebalances_and_a_real_cluster_long_ones(
 )
 def test_the_embedded_engine_is_chdb_whether_implied_or_named(url, embedded):
     assert Settings(clickhouse_url=url).embedded_clickhouse is embedded
+
+
+def test_every_command_s_help_shows_its_settings():
+    """argparse expands % in help texts: a setting's help with a plain "%" broke `--help` of its commands."""
+    import argparse
+
+    from trailhouse.cli import _parser
+
+    def commands(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from commands(sub)
+
+    helps = [" ".join(parser.format_help().split()) for parser in commands(_parser())]  # unwrapped
+    assert len(helps) > 10
+    assert any("~1% of the window's files at 10" in text for text in helps)
