@@ -134,7 +134,7 @@ def _measure_size(
 
     progress(f"N={events:,}: baseline, chDB reading the files into the events table")
     rows, seconds, baseline_rss = in_child(chdb_baseline, trail, f"chdb://{(root / 'baseline').resolve()}", "baseline")
-    stages, rss = _stages_alone(settings.with_(data_dir=root / "stages"), sources, spec, progress)
+    stages, rss, rss_at_half = _stages_alone(settings.with_(data_dir=root / "stages"), sources, spec, progress)
     pipeline_settings = settings.with_(data_dir=root / "pipeline", poll_interval=1.0)
     e2e, startup, e2e_rss, freshness = _end_to_end(pipeline_settings, sources, spec, with_freshness, progress)
     progress(f"N={events:,}: counting the events table")
@@ -153,6 +153,7 @@ def _measure_size(
         end_to_end=e2e,
         startup_seconds=startup,
         peak_rss_mb={"baseline (chDB)": baseline_rss, **rss, **e2e_rss},
+        peak_rss_at_half_mb=rss_at_half,
         searchable=searchable,
         expected_searchable=expected,
     )
@@ -161,7 +162,8 @@ def _measure_size(
 
 def _stages_alone(
     settings: Settings, sources: list[Source], spec: BenchSpec, progress: Callable[[str], None]
-) -> tuple[dict[str, Throughput], dict[str, float | None]]:
+) -> tuple[dict[str, Throughput], dict[str, float | None], dict[str, float | None]]:
+    """Each stage alone: its rate, its peak RSS, and (worker and sink) its peak RSS at half of its input."""
     with EmbeddedKafka(settings) as kafka:
         bootstrap = kafka.bootstrap
         registry = Registry(settings, bootstrap)
@@ -173,7 +175,7 @@ def _stages_alone(
         progress("worker alone: cloudtrail.raw (copied) -> cloudtrail.events")
         worker_settings = settings.with_(topic_raw=f"{settings.topic_raw}.bench", worker_group="bench-worker")
         ensure_topics(worker_settings, bootstrap)
-        worker, worker_rss = _warm_stage(
+        worker, worker_rss, worker_half = _warm_stage(
             "worker",
             worker_settings,
             bootstrap,
@@ -187,7 +189,7 @@ def _stages_alone(
         progress("sink alone: cloudtrail.events (copied) -> ClickHouse")
         sink_settings = settings.with_(topic_events=f"{settings.topic_events}.bench", sink_group="bench-sink")
         ensure_topics(sink_settings, bootstrap)
-        sink, sink_rss = _warm_stage(
+        sink, sink_rss, sink_half = _warm_stage(
             "sink",
             sink_settings,
             bootstrap,
@@ -198,7 +200,8 @@ def _stages_alone(
             timeout_s=spec.timeout_s,
         )
     stages = {"poll": Throughput(records, seconds), "worker": worker, "sink": sink}
-    return stages, {"poll (alone)": poll_rss, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
+    rss = {"poll (alone)": poll_rss, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
+    return stages, rss, {"worker (alone)": worker_half, "sink (alone)": sink_half}
 
 
 def _warm_stage(
@@ -211,20 +214,31 @@ def _warm_stage(
     target: str,
     done: Callable[[], int],
     timeout_s: float,
-) -> tuple[Throughput, float | None]:
+) -> tuple[Throughput, float | None, float | None]:
     """Run `stage` alone on `target`: one message of `source` warms it up, then the clock runs from copying the
-    rest until the stage committed all of it; `done()` counts the events it has handled (read before and after)."""
+    rest until the stage committed all of it; `done()` counts the events it has handled (read before and after).
+    Returns the rate, the stage's peak RSS, and its peak RSS when it had committed half of its input: the same
+    figure at the end means its memory stopped growing within the run."""
     pipeline = Pipeline(settings, bootstrap, stages=(stage,))
     pipeline.start()
+    pid = pipeline.pids.get(stage)
+    at_half: list[float | None] = []
+
+    def sample(committed: float) -> None:
+        if committed >= 0.5 and not at_half:
+            at_half.append(peak_rss_mb(pid))
+
     try:
         ends, first = copy_topic(settings, bootstrap, source, target, limit=1)
         wait_committed(settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive)
         before = done()
         started = time.monotonic()
         ends, _ = copy_topic(settings, bootstrap, source, target, skip=first)
-        wait_committed(settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive)
+        wait_committed(
+            settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive, progress=sample
+        )
         seconds = time.monotonic() - started
-        return Throughput(done() - before, seconds), peak_rss_mb(pipeline.pids.get(stage))
+        return Throughput(done() - before, seconds), peak_rss_mb(pid), next(iter(at_half), None)
     finally:
         pipeline.stop()
 

@@ -161,11 +161,13 @@ def wait_committed(
     *,
     timeout_s: float,
     alive: Callable[[], None] = lambda: None,
+    progress: Callable[[float], None] = lambda done: None,
 ) -> None:
     """Poll until `group` has committed `ends` of `topic` (commits follow the work, so it is done); `alive()`
-    raises when the stage died meanwhile."""
+    raises when the stage died meanwhile; `progress` gets the part of `ends` committed at each poll."""
     deadline = time.monotonic() + timeout_s
-    while not is_drained(committed_offsets(settings, bootstrap, group, topic), ends):
+    while not is_drained(committed := committed_offsets(settings, bootstrap, group, topic), ends):
+        progress(total({p: min(committed.get(p, 0), end) for p, end in ends.items()}) / max(1, total(ends)))
         alive()
         if time.monotonic() > deadline:
             raise TrailhouseError(f"{group} did not catch up with {topic} within {timeout_s:.0f}s")

@@ -62,6 +62,8 @@ class SizeRun:
     peak_rss_mb: dict[str, float | None]  # per stage (and the broker), the process's high-water mark
     searchable: int  # events found in ClickHouse afterwards (end to end + freshness trickle + warm-up)
     expected_searchable: int
+    # per stage run alone (worker, sink): its high-water mark when it had committed half of its input
+    peak_rss_at_half_mb: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def end_to_end_vs_baseline(self) -> float | None:
@@ -80,6 +82,7 @@ class SizeRun:
                 "startup_seconds": round(self.startup_seconds, 2),
             },
             "peak_rss_mb": {name: _round(mb) for name, mb in self.peak_rss_mb.items()},
+            "peak_rss_at_half_input_mb": {name: _round(mb) for name, mb in self.peak_rss_at_half_mb.items()},
             "searchable": self.searchable,
             "expected_searchable": self.expected_searchable,
         }
@@ -127,6 +130,17 @@ class PipelineBench:
         small, large = self.runs[0].peak_rss_mb, self.runs[-1].peak_rss_mb
         return {name: _round(ratio(large.get(name), small.get(name)), 2) for name in small}
 
+    def rss_growth_in_second_half(self) -> dict[str, float | None]:
+        """Per stage run alone, in the largest run: peak RSS at the end / at half of its input (1.0 = it stopped
+        growing within the run; between sizes, a higher ratio then comes from bounds a smaller run did not fill)."""
+        if not self.runs:
+            return {}
+        largest = self.runs[-1]
+        return {
+            name: _round(ratio(largest.peak_rss_mb.get(name), half), 2)
+            for name, half in largest.peak_rss_at_half_mb.items()
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "accounts": self.accounts,
@@ -134,6 +148,7 @@ class PipelineBench:
             "runs": [run.to_json() for run in self.runs],
             "freshness": self.freshness.to_json() if self.freshness else None,
             "rss_growth": self.rss_growth(),
+            "rss_growth_in_second_half": self.rss_growth_in_second_half(),
         }
 
     def render(self) -> str:
@@ -155,16 +170,18 @@ class PipelineBench:
         names = list(dict.fromkeys(name for run in self.runs for name in run.peak_rss_mb))
         for name in names:
             rows.append([f"peak RSS {name}", *(_mb(run.peak_rss_mb.get(name)) for run in self.runs)])
+            if any(name in run.peak_rss_at_half_mb for run in self.runs):
+                rows.append(["  at half of its input", *(_mb(run.peak_rss_at_half_mb.get(name)) for run in self.runs)])
         rows.append(
             ["searchable / expected", *(f"{run.searchable:,} / {run.expected_searchable:,}" for run in self.runs)]
         )
         lines = [_table(header, rows)]
         growth = self.rss_growth()
         if growth:
-            lines.append(
-                "peak RSS at 4N / at N: "
-                + ", ".join(f"{name} {g:.2f}x" if g is not None else f"{name} -" for name, g in growth.items())
-            )
+            lines.append(f"peak RSS at 4N / at N: {_ratios(growth)}")
+        in_run = self.rss_growth_in_second_half()
+        if in_run:
+            lines.append(f"peak RSS at the end / at half of the input, N={self.runs[-1].events:,}: {_ratios(in_run)}")
         if self.freshness is not None:
             f = self.freshness
             p = {q: percentile(f.latencies, q) for q in (50, 95, 99)}
@@ -200,6 +217,10 @@ def _percent(value: float | None) -> str:
 
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} MB"
+
+
+def _ratios(ratios: dict[str, float | None]) -> str:
+    return ", ".join(f"{name} {r:.2f}x" if r is not None else f"{name} -" for name, r in ratios.items())
 
 
 def _seconds(value: float | None) -> str:

@@ -49,6 +49,9 @@ def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
     assert 0 < freshness["p50_seconds"] <= freshness["p95_seconds"] <= freshness["p99_seconds"]
     assert run["searchable"] == run["expected_searchable"] == 20 + EVENTS + freshness["events"]
     assert all(mb and mb > 0 for mb in run["peak_rss_mb"].values())
+    halves = run["peak_rss_at_half_input_mb"]  # None where a stage did its second half between two polls
+    assert set(halves) == {"worker (alone)", "sink (alone)"}
+    assert all(half is None or 0 < half <= run["peak_rss_mb"][name] for name, half in halves.items())
 
     for line in ("baseline: chDB", "poll alone", "worker alone", "sink alone", "end to end", "freshness:", "peak RSS"):
         assert line in done.stdout

@@ -8,7 +8,9 @@ import pytest
 from trailhouse.bench_report import Freshness, PipelineBench, SizeRun, Throughput, percentile, ratio
 
 
-def _run(events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0) -> SizeRun:
+def _run(
+    events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0, worker_half: float | None = 100.0
+) -> SizeRun:
     return SizeRun(
         events=events,
         files=events // 10,
@@ -17,9 +19,10 @@ def _run(events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0) -
         stages={"poll": Throughput(events, 2.0), "worker": Throughput(events, 5.0), "sink": Throughput(events, 4.0)},
         end_to_end=Throughput(events, e2e_seconds),
         startup_seconds=7.5,
-        peak_rss_mb={"worker (end to end)": worker_rss, "sink (end to end)": 400.0},
+        peak_rss_mb={"worker (end to end)": worker_rss, "sink (end to end)": 400.0, "worker (alone)": worker_rss},
         searchable=events + 20,
         expected_searchable=events + 20,
+        peak_rss_at_half_mb={"worker (alone)": worker_half},
     )
 
 
@@ -53,8 +56,15 @@ def test_throughput_per_second_and_end_to_end_against_the_baseline():
 
 def test_rss_growth_compares_the_largest_size_with_the_smallest():
     report = PipelineBench([_run(1000, worker_rss=100.0), _run(4000, worker_rss=150.0)], None, 3, 2)
-    assert report.rss_growth() == {"worker (end to end)": 1.5, "sink (end to end)": 1.0}
+    assert report.rss_growth() == {"worker (end to end)": 1.5, "sink (end to end)": 1.0, "worker (alone)": 1.5}
     assert PipelineBench([_run(1000)], None, 3, 2).rss_growth() == {}
+
+
+def test_growth_in_the_second_half_compares_the_largest_run_s_end_with_its_middle():
+    small, large = _run(1000, worker_rss=100.0, worker_half=90.0), _run(4000, worker_rss=150.0, worker_half=120.0)
+    assert PipelineBench([small, large], None, 3, 2).rss_growth_in_second_half() == {"worker (alone)": 1.25}
+    unsampled = _run(4000, worker_half=None)  # the stage did its second half between two polls
+    assert PipelineBench([unsampled], None, 3, 2).rss_growth_in_second_half() == {"worker (alone)": None}
 
 
 def test_freshness_counts_files_that_never_became_searchable():
@@ -66,7 +76,7 @@ def test_freshness_counts_files_that_never_became_searchable():
 
 def test_json_and_table_carry_every_section():
     fresh = Freshness(target_events_per_s=1000, seconds=30, files=3, events=6000, latencies=[1.0, 1.5, 2.0])
-    report = PipelineBench([_run(1000), _run(4000)], fresh, 3, 2)
+    report = PipelineBench([_run(1000), _run(4000, worker_half=80.0)], fresh, 3, 2)
     document = json.loads(json.dumps(report.to_json()))
     first = document["runs"][0]
     assert set(first["stages"]) == {"poll", "worker", "sink"}
@@ -74,6 +84,8 @@ def test_json_and_table_carry_every_section():
     assert first["end_to_end"]["vs_baseline"] == 0.1
     assert document["freshness"]["p95_seconds"] == pytest.approx(1.95)
     assert document["rss_growth"]["worker (end to end)"] == 1.0
+    assert document["runs"][1]["peak_rss_at_half_input_mb"] == {"worker (alone)": 80.0}
+    assert document["rss_growth_in_second_half"] == {"worker (alone)": 1.25}
     assert [run["span_hours"] for run in document["runs"]] == [24.0, 96.0]
 
     text = report.render()
@@ -88,6 +100,7 @@ def test_json_and_table_carry_every_section():
         "10%",
         "peak RSS worker (end to end)",
         "peak RSS at 4N / at N",
+        "peak RSS at the end / at half of the input, N=4,000: worker (alone) 1.25x",
         "freshness: 3 files",
         "p95 1.95 s",
         "1,020 / 1,020",
@@ -95,3 +108,4 @@ def test_json_and_table_carry_every_section():
         assert expected in text, expected
     assert re.search(r"events per file\s+10\s+10\s*$", text, re.MULTILINE)
     assert re.search(r"hours of events\s+24\s+96\s*$", text, re.MULTILINE)
+    assert re.search(r"peak RSS worker \(alone\)\s+100 MB\s+100 MB\n\s+at half of its input\s+100 MB\s+80 MB", text)
