@@ -133,8 +133,6 @@ class PipelineBench:
     def rss_growth_in_second_half(self) -> dict[str, float | None]:
         """Per stage run alone, in the largest run: peak RSS at the end / at half of its input (1.0 = it stopped
         growing within the run; between sizes, a higher ratio then comes from bounds a smaller run did not fill)."""
-        if not self.runs:
-            return {}
         largest = self.runs[-1]
         return {
             name: _round(ratio(largest.peak_rss_mb.get(name), half), 2)
