@@ -238,7 +238,7 @@ def _warm_stage(
             settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive, progress=sample
         )
         seconds = time.monotonic() - started
-        return Throughput(done() - before, seconds), peak_rss_mb(pid), next(iter(at_half), None)
+        return Throughput(done() - before, seconds), peak_rss_mb(pid), at_half[0] if at_half else None
     finally:
         pipeline.stop()
 
