@@ -1,4 +1,4 @@
-"""Process helpers: child processes that do not outlive trailhouse, and the worker's malloc arenas."""
+"""Process helpers: child processes that do not outlive trailhouse, and how the stages' glibc malloc holds memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import os
 import signal
 import socket
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+# glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+SINK_MMAP_THRESHOLD = 1 << 20
 
 
 def die_with_parent() -> None:
@@ -33,10 +36,28 @@ def use_one_malloc_arena() -> bool:
     202-203 MB, at the same rate (bench trail, NOTES.md 2026-11-25). Left alone when the user set MALLOC_ARENA_MAX
     or glibc.malloc.arena_max in GLIBC_TUNABLES, and where mallopt is missing (not glibc).
     """
-    if "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
+    return _mallopt(M_ARENA_MAX, 1, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
+
+
+def map_large_allocations(threshold: int = SINK_MMAP_THRESHOLD) -> bool:
+    """Give every glibc allocation of `threshold` bytes or more a mapping of its own, returned to Linux when it is
+    freed; True if the setting took.
+
+    glibc raises its threshold to the size of the largest mapped block freed (up to 32 MiB). In the sink that is
+    its first batch: from then on each batch of 16 MiB, the Avro file built from it and librdkafka's buffers came
+    from the heap, whose free space stayed resident between batches. Sink alone in this process (~2 kB events,
+    three runs each, same rate): peak RSS 590-624 -> 545-560 MB at 100k events, 594-635 -> 558-592 MB at 400k
+    (NOTES.md, 2026-11-25). Left alone when the user set MALLOC_MMAP_THRESHOLD_ or glibc.malloc.mmap_threshold in
+    GLIBC_TUNABLES, and where mallopt is missing (not glibc).
+    """
+    return _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
+
+
+def _mallopt(parameter: int, value: int, variable: str, tunable: str) -> bool:
+    if variable in os.environ or tunable in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_ARENA_MAX, 1))
+    return bool(mallopt(parameter, value))

@@ -22,7 +22,7 @@ from producers.poller import Observers, Poller, PollObserver
 from trailhouse.config import Settings
 from trailhouse.health import Health, serve
 from trailhouse.logs import setup_logging
-from trailhouse.processes import die_with_parent, free_port, use_one_malloc_arena
+from trailhouse.processes import die_with_parent, free_port, map_large_allocations, use_one_malloc_arena
 
 if TYPE_CHECKING:
     from producers.sqs import SqsPoller
@@ -165,6 +165,7 @@ def child_main(name: str, settings: Settings, bootstrap: str) -> None:
 
 
 def run_sink(settings: Settings, bootstrap: str) -> None:
+    map_large_allocations()
     serve_stage("sink", settings, lambda health: run_until_signalled(sink_stage(settings, bootstrap, health), health))
 
 
