@@ -45,8 +45,8 @@ def map_large_allocations(threshold: int = SINK_MMAP_THRESHOLD) -> bool:
 
     glibc raises its threshold to the size of the largest mapped block freed (up to 32 MiB). In the sink that is
     its first batch: from then on each batch of 16 MiB, the Avro file built from it and librdkafka's buffers came
-    from the heap, whose free space stayed resident between batches. Sink alone in this process (~2 kB events,
-    three runs each, same rate): peak RSS 590-624 -> 545-560 MB at 100k events, 594-635 -> 558-592 MB at 400k
+    from the heap, whose free space stayed resident between batches. The sink alone (~2 kB events, three runs
+    each, same rate) peaked at 545-560 MB against 590-624 for 100k events, 558-592 MB against 594-635 for 400k
     (NOTES.md, 2026-11-25). Left alone when the user set MALLOC_MMAP_THRESHOLD_ or glibc.malloc.mmap_threshold in
     GLIBC_TUNABLES, and where mallopt is missing (not glibc).
     """
