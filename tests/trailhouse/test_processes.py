@@ -42,17 +42,19 @@ print(took, open(sys.argv[2]).read().count("<heap nr="))
 """
 
 
-def heaps_after_threads(tmp_path: Path, call: bool, **env: str) -> tuple[str, int]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")} | env
+def run_script(script: str, *args: str, env: dict[str, str]) -> tuple[str, int]:
+    """Run `script` in a fresh Python whose environment has none of glibc's malloc settings but `env`; it prints
+    whether the call under test took and a count."""
+    malloc_settings = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+    environ = {k: v for k, v in os.environ.items() if k not in malloc_settings} | env
     out = subprocess.run(
-        [sys.executable, "-c", HEAPS_AFTER_THREADS, "call" if call else "no", str(tmp_path / "malloc-info.xml")],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=True,
-        timeout=60,
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=environ, check=True, timeout=60
     ).stdout.split()
     return out[0], int(out[1])
+
+
+def heaps_after_threads(tmp_path: Path, call: bool, **env: str) -> tuple[str, int]:
+    return run_script(HEAPS_AFTER_THREADS, "call" if call else "no", str(tmp_path / "malloc-info.xml"), env=env)
 
 
 def test_without_the_call_each_thread_allocates_in_an_arena_of_its_own(tmp_path):
@@ -72,9 +74,13 @@ def test_a_limit_the_user_set_is_left_alone(tmp_path, env):
     assert heaps_after_threads(tmp_path, call=True, **env) == ("False", 2)
 
 
-def test_this_process_is_left_alone_when_the_user_set_a_limit(monkeypatch):
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert use_one_malloc_arena() is False
+@pytest.mark.parametrize(
+    ("call", "variable"),
+    [(use_one_malloc_arena, "MALLOC_ARENA_MAX"), (map_large_allocations, "MALLOC_MMAP_THRESHOLD_")],
+)
+def test_this_process_keeps_what_the_user_set(monkeypatch, call, variable):
+    monkeypatch.setenv(variable, "2")
+    assert call() is False
 
 
 def test_the_worker_takes_one_arena_before_its_kafka_clients_start_threads(monkeypatch):
@@ -110,16 +116,7 @@ libc.free(block)
 
 
 def mapped_after_a_large_free(call: bool, **env: str) -> tuple[str, int]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")} | env
-    out = subprocess.run(
-        [sys.executable, "-c", MAPPED_AFTER_A_LARGE_FREE, "call" if call else "no"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=True,
-        timeout=60,
-    ).stdout.split()
-    return out[0], int(out[1])
+    return run_script(MAPPED_AFTER_A_LARGE_FREE, "call" if call else "no", env=env)
 
 
 def test_without_the_call_glibc_takes_large_blocks_from_the_heap_once_one_was_freed():
@@ -135,11 +132,6 @@ def test_after_the_call_large_blocks_are_mapped_and_given_back_when_freed():
 )
 def test_a_threshold_the_user_set_is_left_alone(env):
     assert mapped_after_a_large_free(call=True, **env) == ("False", 0)
-
-
-def test_this_process_keeps_the_threshold_the_user_set(monkeypatch):
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "8388608")
-    assert map_large_allocations() is False
 
 
 def test_the_sink_maps_large_allocations_before_it_starts(monkeypatch):
