@@ -11,7 +11,8 @@ import socket
 # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
-SINK_MMAP_THRESHOLD = 1 << 20
+
+MMAP_THRESHOLD = 1 << 20  # the sink's: below its batches, above most of what Python allocates
 
 
 def die_with_parent() -> None:
@@ -39,9 +40,9 @@ def use_one_malloc_arena() -> bool:
     return _mallopt(M_ARENA_MAX, 1, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
 
 
-def map_large_allocations(threshold: int = SINK_MMAP_THRESHOLD) -> bool:
-    """Give every glibc allocation of `threshold` bytes or more a mapping of its own, returned to Linux when it is
-    freed; True if the setting took.
+def map_large_allocations() -> bool:
+    """Give every glibc allocation of MMAP_THRESHOLD bytes or more a mapping of its own, returned to Linux when it
+    is freed; True if the setting took.
 
     glibc raises its threshold to the size of the largest mapped block freed (up to 32 MiB). In the sink that is
     its first batch: from then on each batch of 16 MiB, the Avro file built from it and librdkafka's buffers came
@@ -50,7 +51,7 @@ def map_large_allocations(threshold: int = SINK_MMAP_THRESHOLD) -> bool:
     (NOTES.md, 2026-11-25). Left alone when the user set MALLOC_MMAP_THRESHOLD_ or glibc.malloc.mmap_threshold in
     GLIBC_TUNABLES, and where mallopt is missing (not glibc).
     """
-    return _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
+    return _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
 
 
 def _mallopt(parameter: int, value: int, variable: str, tunable: str) -> bool:
