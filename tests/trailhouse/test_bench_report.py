@@ -62,15 +62,15 @@ def test_rss_growth_compares_the_largest_size_with_the_smallest():
 
 def test_the_stages_together_are_the_sum_of_their_end_to_end_peaks_and_grow_as_that_sum():
     def with_poller(run: SizeRun, poll_mb: float) -> SizeRun:
-        run.peak_rss_mb["poll (end to end)"] = poll_mb
+        run.peak_rss_mb["poll (alone)"] = poll_mb  # end to end, the poller runs in the bench's own process
         return run
 
     small, large = with_poller(_run(1000, worker_rss=100.0), 100.0), with_poller(_run(4000, worker_rss=150.0), 100.0)
-    assert small.peak_rss_with_total_mb[TOGETHER] == 600.0  # 100 + 100 + 400; "worker (alone)" is not a stage's
+    assert small.peak_rss_with_total_mb[TOGETHER] == 600.0  # 100 + 100 + 400: the worker's end-to-end peak
     report = PipelineBench([small, large], None, 3, 2)
     assert report.rss_growth()[TOGETHER] == round(650 / 600, 2)
     assert report.to_json()["runs"][1]["peak_rss_mb"][TOGETHER] == 650.0
-    assert re.search(r"peak RSS poll \+ worker \+ sink \(end to end\)\s+600 MB\s+650 MB", report.render())
+    assert re.search(r"peak RSS poll \+ worker \+ sink\s+600 MB\s+650 MB", report.render())
     assert TOGETHER not in _run(1000).peak_rss_with_total_mb  # no poller measured: no sum that would look smaller
     assert TOGETHER not in _run(1000).peak_rss_mb  # the measured figures are left as they were
 
