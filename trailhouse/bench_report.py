@@ -79,7 +79,7 @@ class SizeRun:
         """peak_rss_mb and, when every peak of TOGETHER_OF is known, their sum under TOGETHER."""
         peaks = [self.peak_rss_mb.get(name) for name in TOGETHER_OF]
         known = [mb for mb in peaks if mb is not None]
-        return self.peak_rss_mb | ({TOGETHER: sum(known)} if len(known) == len(peaks) else {})
+        return self.peak_rss_mb if len(known) < len(peaks) else self.peak_rss_mb | {TOGETHER: sum(known)}
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -60,7 +60,7 @@ def test_rss_growth_compares_the_largest_size_with_the_smallest():
     assert PipelineBench([_run(1000)], None, 3, 2).rss_growth() == {}
 
 
-def test_the_stages_together_are_the_sum_of_their_end_to_end_peaks_and_grow_as_that_sum():
+def test_the_stages_together_are_the_sum_of_their_peaks_and_grow_as_that_sum():
     def with_poller(run: SizeRun, poll_mb: float) -> SizeRun:
         run.peak_rss_mb["poll (alone)"] = poll_mb  # end to end, the poller runs in the bench's own process
         return run
