@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import signal
 import weakref
 from collections.abc import Sequence
 from contextlib import aclosing
@@ -59,6 +60,7 @@ from trailhouse.config import Settings
 from trailhouse.kafka import start_group_at_beginning
 from trailhouse.metrics import FAILED_BATCHES, REDELIVERED
 from trailhouse.security import faust_options, kafka_security
+from trailhouse.shutdown import StopOnSignals
 
 _DEAD = Codec.of("DeadLetter")
 _STATE = Codec.of("SourceState")
@@ -411,6 +413,20 @@ class RebalanceWatch(faust.Sensor):
         self._guard.rebalanced(monotonic())
 
 
+class BoundedStopWorker(faust.Worker):
+    """Faust's worker, stopping as the other stages do (trailhouse/shutdown.py): Faust's own handlers ignore
+    every signal after the first, so a stop that waits on a broker gone for good could only be ended by SIGKILL."""
+
+    def __init__(self, app: faust.App, *, stop_timeout: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self._stop_on_signals = StopOnSignals("worker", stop_timeout, self._schedule_shutdown)
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()  # keeps Faust's SIGUSR1 (dump the tasks) and SIGUSR2 (debugger)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self._stop_on_signals, signum)
+
+
 def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     """Run the worker until SIGTERM/SIGINT; Faust's worker commits what was processed and leaves the group."""
     use_exact_highwaters(settings, bootstrap)
@@ -422,7 +438,9 @@ def run_worker(settings: Settings, bootstrap: str, *, web_port: int) -> None:
     )
     app = build_app(settings, bootstrap, web_port=web_port)
     observe_worker(app, settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    worker = BoundedStopWorker(
+        app, stop_timeout=settings.stop_timeout, loglevel=settings.log_level, quiet=True, override_logging=False
+    )
     worker.spinner = None  # its terminal escape codes garble the shared terminal of `trailhouse run`
     try:
         worker.execute_from_commandline()

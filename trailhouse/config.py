@@ -222,6 +222,14 @@ class Settings:
     http_bind: str = _setting(
         "127.0.0.1", "address the /healthz and /metrics server listens on (0.0.0.0 in a container)", POLL, WORKER, SINK
     )
+    stop_timeout: float = _setting(
+        30.0,
+        "seconds a stage has after SIGTERM to finish its work in flight; then it exits without it (status 1) and "
+        "the next owner reads again what it did not commit",
+        POLL,
+        WORKER,
+        SINK,
+    )
 
     sink_group: str = _setting("trailhouse-sink", "consumer group of the ClickHouse sinks", SINK)
     sink_batch_events: int = _setting(50_000, "events per ClickHouse insert, at most", SINK)
@@ -407,7 +415,14 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    for name in ("poll_interval", "sink_batch_seconds", "dedup_window", "online_window", "sqs_visibility_timeout"):
+    for name in (
+        "poll_interval",
+        "sink_batch_seconds",
+        "dedup_window",
+        "online_window",
+        "sqs_visibility_timeout",
+        "stop_timeout",
+    ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
     if s.poll_lookback < 0:

@@ -33,7 +33,8 @@ from trailhouse.stages import child_main, poll_health, poll_stage
 log = logging.getLogger(__name__)
 
 CHILD_STAGES = ("worker", "sink")
-STOP_TIMEOUT_S = 60.0
+DRAIN_AT_STOP_S = 60.0
+KILL_AFTER_STOP_TIMEOUT_S = 10.0  # a child exits on its own at its stop_timeout; this is for one that cannot
 SAVE_EVERY_S = 10.0
 
 
@@ -84,11 +85,12 @@ class Pipeline:
         for process in self._children.values():
             if process.is_alive():
                 process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        wait_s = self._settings.stop_timeout + KILL_AFTER_STOP_TIMEOUT_S
+        deadline = time.monotonic() + wait_s
         for name, process in self._children.items():
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                log.warning("the %s stage did not stop within %.0fs; killing it", name, STOP_TIMEOUT_S)
+                log.warning("the %s stage did not stop within %.0fs; killing it", name, wait_s)
                 process.kill()
                 process.join()
 
@@ -200,10 +202,10 @@ def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None,
             if saver is not None:
                 saver.tick()
         poller.stop()
-        poller_thread.join(STOP_TIMEOUT_S)
+        poller_thread.join(settings.stop_timeout)
         if saver is not None:
             log.info("draining the pipeline before the embedded broker stops (Ctrl-C again to skip)")
-            pipeline.wait_drained(timeout_s=STOP_TIMEOUT_S)
+            pipeline.wait_drained(timeout_s=DRAIN_AT_STOP_S)
             kafka.save([*kafka.drained_topics, settings.topic_registry])  # type: ignore[union-attr]
     finally:
         health.stopping()

@@ -1,7 +1,8 @@
 """Entry points of the three stages, shared by `trailhouse poll|worker|sink` and by `trailhouse run`.
 
 Each stage has the same lifecycle: it runs until SIGTERM or SIGINT, then finishes the unit in flight (a file, a
-chunk, a batch), commits what is done and leaves its consumer group. A second signal exits at once.
+chunk, a batch), commits what is done and leaves its consumer group, within `stop_timeout`. A second signal, or
+the end of that time, exits at once (trailhouse/shutdown.py).
 
 Each stage also reports its `Health` and metrics, served on its own port (trailhouse/health.py): the poller
 through its observer, the sink through its write callback and its consumer's statistics, the worker through a
@@ -23,6 +24,7 @@ from trailhouse.config import Settings
 from trailhouse.health import Health, serve
 from trailhouse.logs import setup_logging
 from trailhouse.processes import die_with_parent, free_port, map_large_allocations, use_one_malloc_arena
+from trailhouse.shutdown import StopOnSignals
 
 if TYPE_CHECKING:
     from producers.sqs import SqsPoller
@@ -35,22 +37,17 @@ class Stage(Protocol):
     def stop(self) -> None: ...
 
 
-def run_until_signalled(stage: Stage, health: Health | None = None) -> None:
-    """Run `stage`; the first SIGTERM/SIGINT asks it to stop cleanly, a second one exits at once."""
-    signals = 0
+def run_until_signalled(name: str, stage: Stage, stop_timeout: float, health: Health | None = None) -> None:
+    """Run `stage`; the first SIGTERM/SIGINT asks it to stop cleanly within `stop_timeout`, a second one exits at
+    once (trailhouse/shutdown.py)."""
 
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without finishing the work in flight")
-            os._exit(130)
-        log.info("%s received: finishing the work in flight", signal.Signals(signum).name)
+    def request_stop(_signal: signal.Signals) -> None:
         if health is not None:
             health.stopping()
         stage.stop()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopOnSignals(name, stop_timeout, request_stop)
+    previous = {s: signal.signal(s, lambda signum, _frame: stop(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         stage.run()
     except Exception as exc:
@@ -58,6 +55,7 @@ def run_until_signalled(stage: Stage, health: Health | None = None) -> None:
             health.failed(str(exc))
         raise
     finally:
+        stop.cancel()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -166,7 +164,11 @@ def child_main(name: str, settings: Settings, bootstrap: str) -> None:
 
 def run_sink(settings: Settings, bootstrap: str) -> None:
     map_large_allocations()
-    serve_stage("sink", settings, lambda health: run_until_signalled(sink_stage(settings, bootstrap, health), health))
+
+    def run(health: Health) -> None:
+        run_until_signalled("sink", sink_stage(settings, bootstrap, health), settings.stop_timeout, health)
+
+    serve_stage("sink", settings, run)
 
 
 def run_poll(settings: Settings, bootstrap: str, *, sqs_queue: str | None = None, bounds: Bounds | None = None) -> None:
@@ -177,7 +179,7 @@ def run_poll(settings: Settings, bootstrap: str, *, sqs_queue: str | None = None
             stage: Stage = sqs_stage(settings, bootstrap, sqs_queue, health)
         else:
             stage = poll_stage(settings, bootstrap, health, bounds=bounds)
-        run_until_signalled(stage, health)
+        run_until_signalled("poll", stage, settings.stop_timeout, health)
 
     serve_stage("poll", settings, run)
 
