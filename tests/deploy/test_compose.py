@@ -98,6 +98,8 @@ def test_the_stages_run_the_image_with_settings_trailhouse_accepts(compose):
         assert settings.kafka_bootstrap == "kafka:9092"
         assert settings.clickhouse_url.startswith("http://trailhouse:")
         assert settings.s3_endpoint_url == "http://minio:9000"
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) > settings.stop_timeout, "the stage ends its own stop first"
 
 
 def interpolated(value: str) -> str:

@@ -69,6 +69,7 @@ def test_resources_security_and_shutdown_time_are_set():
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/var/lib/trailhouse", "/tmp"} <= mounts, "the data directory and /tmp must stay writable"
         assert spec["terminationGracePeriodSeconds"] >= 60, "time to finish the batch, commit and leave the group"
+        assert spec["terminationGracePeriodSeconds"] > Settings().stop_timeout, "the stage ends its own stop first"
 
 
 def test_each_worker_keeps_its_own_volume_for_its_rocksdb_tables():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from trailhouse.kafka import (
     read_to_end,
 )
 from trailhouse.processes import free_port
+from trailhouse.shutdown import EXIT_SECOND_SIGNAL, EXIT_STOP_TIMEOUT
 
 SOURCE = "cloudtrail-111122223333-us-east-1"
 NOW = datetime.now(UTC)
@@ -368,3 +370,31 @@ def test_an_insight_started_before_a_restart_ends_once_after_it(worker_env, brok
     ]
     assert restarted.stop() == 0
     assert len(_insights(settings, broker)) == 2, "no End twice"
+
+
+def test_a_worker_whose_broker_is_gone_stops_at_its_stop_timeout_or_at_a_second_signal(unique, tmp_path):
+    """Its clean stop waits on Kafka; with the broker gone for good it ends at `stop_timeout`, and a second signal
+    ends it at once (Faust alone retried for minutes and ignored the second signal)."""
+    from trailhouse.config import Settings
+    from trailhouse.embedded import EmbeddedKafka
+
+    workers = []
+    with EmbeddedKafka(Settings(data_dir=tmp_path / "broker")) as kafka:
+        env = stage_env(kafka.bootstrap, unique, TRAILHOUSE_STOP_TIMEOUT="3")
+        ensure_topics(load_settings(environ=env), kafka.bootstrap)
+        workers = [_start(env, tmp_path, name)[0] for name in ("timed-out", "signalled-twice")]
+    try:
+        timed_out, signalled_twice = workers
+        for worker in workers:
+            worker.process.send_signal(signal.SIGTERM)
+        # a signal sent before the first is handled merges with it: wait for the first to be handled
+        _wait(lambda: "SIGTERM received" in signalled_twice.output(), "the first signal handled", timeout=10)
+        signalled_twice.process.send_signal(signal.SIGTERM)
+        assert signalled_twice.process.wait(10) == EXIT_SECOND_SIGNAL
+        assert "second signal (SIGTERM): the worker stage exits" in signalled_twice.output()
+        assert timed_out.process.wait(30) == EXIT_STOP_TIMEOUT
+        assert "the worker stage did not finish its work in flight within 3s" in timed_out.output()
+    finally:
+        for worker in workers:
+            worker.process.kill()
+            worker.process.wait()
