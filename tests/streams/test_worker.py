@@ -126,12 +126,12 @@ def _failed_attempts(worker) -> float:
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
-def _wait(condition, what, timeout=60.0):
+def _wait(condition, what, timeout=60.0, every=0.3):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.3)
+        time.sleep(every)
 
 
 def test_duplicates_are_dropped_counted_and_remembered_across_a_restart(worker_env, broker, tmp_path):
@@ -373,8 +373,9 @@ def test_an_insight_started_before_a_restart_ends_once_after_it(worker_env, brok
 
 
 def test_a_worker_whose_broker_is_gone_stops_at_its_stop_timeout_or_at_a_second_signal(unique, tmp_path):
-    """Its clean stop waits on Kafka; with the broker gone for good it ends at `stop_timeout`, and a second signal
-    ends it at once (Faust alone retried for minutes and ignored the second signal)."""
+    """With its broker gone for good a worker still ends by `stop_timeout`, and a second signal ends it at once
+    (Faust alone ignored the second signal). Whether the stop hangs is aiokafka's race (NOTES.md 2026-12-07): most
+    often it does and the deadline ends it with status 1; sometimes it finishes cleanly first."""
     from trailhouse.config import Settings
     from trailhouse.embedded import EmbeddedKafka
 
@@ -388,12 +389,15 @@ def test_a_worker_whose_broker_is_gone_stops_at_its_stop_timeout_or_at_a_second_
         for worker in workers:
             worker.process.send_signal(signal.SIGTERM)
         # a signal sent before the first is handled merges with it: wait for the first to be handled
-        _wait(lambda: "SIGTERM received" in signalled_twice.output(), "the first signal handled", timeout=10)
+        _wait(
+            lambda: "SIGTERM received" in signalled_twice.output(), "the first signal handled", timeout=10, every=0.02
+        )
         signalled_twice.process.send_signal(signal.SIGTERM)
         assert signalled_twice.process.wait(10) == EXIT_SECOND_SIGNAL
         assert "second signal (SIGTERM): the worker stage exits" in signalled_twice.output()
-        assert timed_out.process.wait(30) == EXIT_STOP_TIMEOUT
-        assert "the worker stage did not finish its work in flight within 3s" in timed_out.output()
+        assert timed_out.process.wait(30) in (0, EXIT_STOP_TIMEOUT), "ended by stop_timeout, hung or not"
+        if timed_out.process.returncode == EXIT_STOP_TIMEOUT:
+            assert "the worker stage did not finish its work in flight within 3s" in timed_out.output()
     finally:
         for worker in workers:
             worker.process.kill()
