@@ -16,7 +16,9 @@ measures, on the embedded stack (Tansu, chDB) with the stages `trailhouse run` u
 4. freshness (first size only): with that pipeline running, a new file about every 2 s at a steady rate, the
    poller listing every `poll_interval` (1 s); per file, seconds from its write to searchable (its last event
    committed by the sink);
-5. peak RSS (VmHWM) of each stage's process and of the broker; with `--scale`, the growth from N to 4N.
+5. peak RSS (VmHWM) of each stage's process and of the broker, and the median of the worker's and the sink's
+   RSS sampled while they worked (the level they run at, apart from single moments); with `--scale`, the
+   growth of both from N to 4N.
 
 Finally the events table is counted in a process of its own: every event generated must be searchable once.
 Each phase has its own data directory under `<data-dir>/bench` (wiped at start), broker and ClickHouse path.
@@ -25,6 +27,7 @@ It reports, it never asserts a time: trailhouse/bench_report.py renders the figu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +44,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from producers.poller import Poller
 from schemas import Codec
 from trailhouse.bench_probes import (
+    RssSampler,
     chdb_baseline,
     copy_topic,
     count_events,
@@ -134,9 +138,13 @@ def _measure_size(
 
     progress(f"N={events:,}: baseline, chDB reading the files into the events table")
     rows, seconds, baseline_rss = in_child(chdb_baseline, trail, f"chdb://{(root / 'baseline').resolve()}", "baseline")
-    stages, rss, rss_at_half = _stages_alone(settings.with_(data_dir=root / "stages"), sources, spec, progress)
+    stages, rss, rss_at_half, rss_median = _stages_alone(
+        settings.with_(data_dir=root / "stages"), sources, spec, progress
+    )
     pipeline_settings = settings.with_(data_dir=root / "pipeline", poll_interval=1.0)
-    e2e, startup, e2e_rss, freshness = _end_to_end(pipeline_settings, sources, spec, with_freshness, progress)
+    e2e, startup, e2e_rss, e2e_median, freshness = _end_to_end(
+        pipeline_settings, sources, spec, with_freshness, progress
+    )
     progress(f"N={events:,}: counting the events table")
     searchable, distinct = in_child(
         count_events, pipeline_settings.clickhouse_dsn, pipeline_settings.clickhouse_database
@@ -154,6 +162,7 @@ def _measure_size(
         startup_seconds=startup,
         peak_rss_mb={"baseline (chDB)": baseline_rss, **rss, **e2e_rss},
         peak_rss_at_half_mb=rss_at_half,
+        median_rss_mb={**rss_median, **e2e_median},
         searchable=searchable,
         expected_searchable=expected,
     )
@@ -162,8 +171,9 @@ def _measure_size(
 
 def _stages_alone(
     settings: Settings, sources: list[Source], spec: BenchSpec, progress: Callable[[str], None]
-) -> tuple[dict[str, Throughput], dict[str, float | None], dict[str, float | None]]:
-    """Each stage alone: its rate, its peak RSS, and (worker and sink) its peak RSS at half of its input."""
+) -> tuple[dict[str, Throughput], dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
+    """Each stage alone: its rate, its peak RSS, and (worker and sink) its peak RSS at half of its input and its
+    median RSS while it worked."""
     with EmbeddedKafka(settings) as kafka:
         bootstrap = kafka.bootstrap
         registry = Registry(settings, bootstrap)
@@ -175,7 +185,7 @@ def _stages_alone(
         progress("worker alone: cloudtrail.raw (copied) -> cloudtrail.events")
         worker_settings = settings.with_(topic_raw=f"{settings.topic_raw}.bench", worker_group="bench-worker")
         ensure_topics(worker_settings, bootstrap)
-        worker, worker_rss, worker_half = _warm_stage(
+        worker, worker_rss, worker_half, worker_median = _warm_stage(
             "worker",
             worker_settings,
             bootstrap,
@@ -189,7 +199,7 @@ def _stages_alone(
         progress("sink alone: cloudtrail.events (copied) -> ClickHouse")
         sink_settings = settings.with_(topic_events=f"{settings.topic_events}.bench", sink_group="bench-sink")
         ensure_topics(sink_settings, bootstrap)
-        sink, sink_rss, sink_half = _warm_stage(
+        sink, sink_rss, sink_half, sink_median = _warm_stage(
             "sink",
             sink_settings,
             bootstrap,
@@ -201,7 +211,8 @@ def _stages_alone(
         )
     stages = {"poll": Throughput(records, seconds), "worker": worker, "sink": sink}
     rss = {"poll (alone)": poll_rss, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
-    return stages, rss, {"worker (alone)": worker_half, "sink (alone)": sink_half}
+    at_half = {"worker (alone)": worker_half, "sink (alone)": sink_half}
+    return stages, rss, at_half, {"worker (alone)": worker_median, "sink (alone)": sink_median}
 
 
 def _warm_stage(
@@ -214,11 +225,11 @@ def _warm_stage(
     target: str,
     done: Callable[[], int],
     timeout_s: float,
-) -> tuple[Throughput, float | None, float | None]:
+) -> tuple[Throughput, float | None, float | None, float | None]:
     """Run `stage` alone on `target`: one message of `source` warms it up, then the clock runs from copying the
     rest until the stage committed all of it; `done()` counts the events it has handled (read before and after).
-    Returns the rate, the stage's peak RSS, and its peak RSS when it had committed half of its input: the same
-    figure at the end means its memory stopped growing within the run."""
+    Returns the rate, the stage's peak RSS, its peak RSS when it had committed half of its input (the same
+    figure at the end means its memory stopped growing within the run), and its median RSS while the clock ran."""
     pipeline = Pipeline(settings, bootstrap, stages=(stage,))
     pipeline.start()
     pid = pipeline.pids.get(stage)
@@ -233,19 +244,28 @@ def _warm_stage(
         wait_committed(settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive)
         before = done()
         started = time.monotonic()
-        ends, _ = copy_topic(settings, bootstrap, source, target, skip=first)
-        wait_committed(
-            settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive, progress=sample
-        )
+        with RssSampler(pid) as level:
+            ends, _ = copy_topic(settings, bootstrap, source, target, skip=first)
+            wait_committed(
+                settings,
+                bootstrap,
+                group,
+                target,
+                ends,
+                timeout_s=timeout_s,
+                alive=pipeline.check_alive,
+                progress=sample,
+            )
         seconds = time.monotonic() - started
-        return Throughput(done() - before, seconds), peak_rss_mb(pid), at_half[0] if at_half else None
+        half = at_half[0] if at_half else None
+        return Throughput(done() - before, seconds), peak_rss_mb(pid), half, level.median_mb
     finally:
         pipeline.stop()
 
 
 def _end_to_end(
     settings: Settings, sources: list[Source], spec: BenchSpec, with_freshness: bool, progress: Callable[[str], None]
-) -> tuple[Throughput, float, dict[str, float | None], Freshness | None]:
+) -> tuple[Throughput, float, dict[str, float | None], dict[str, float | None], Freshness | None]:
     warmup_trail = settings.data_dir / "warmup-trail"
     warmup = GenerateSpec(events=WARMUP_EVENTS, accounts=1, seed=spec.seed, regions=(WARMUP_REGION,))
     write_files(generate_files(warmup), folder_writer(warmup_trail))
@@ -266,9 +286,12 @@ def _end_to_end(
                 registry.add(source)
             progress("end to end: poller -> worker -> sink until everything is searchable")
             started = time.monotonic()
-            report = poller.poll_once()
-            pipeline.wait_drained(timeout_s=spec.timeout_s)
+            with contextlib.ExitStack() as stack:
+                levels = {name: stack.enter_context(RssSampler(pid)) for name, pid in pipeline.pids.items()}
+                report = poller.poll_once()
+                pipeline.wait_drained(timeout_s=spec.timeout_s)
             e2e = Throughput(report.records, time.monotonic() - started)
+            median = {f"{name} (end to end)": level.median_mb for name, level in levels.items()}
             freshness = None
             if with_freshness and spec.freshness_seconds > 0:
                 progress(
@@ -279,7 +302,7 @@ def _end_to_end(
             rss["broker (end to end)"] = peak_rss_mb(_broker_pid(settings))
         finally:
             pipeline.stop()
-    return e2e, startup, rss, freshness
+    return e2e, startup, rss, median, freshness
 
 
 def _broker_pid(settings: Settings) -> int | None:

@@ -11,6 +11,8 @@ import concurrent.futures
 import multiprocessing
 import os
 import resource
+import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -80,15 +82,63 @@ def own_peak_rss_mb() -> float:
 
 def peak_rss_mb(pid: int | None) -> float | None:
     """Another process's peak resident set size so far (VmHWM), or None where /proc cannot say."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """Another process's resident set size now (VmRSS), or None where /proc cannot say."""
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int | None, field: str) -> float | None:
     if pid is None:
         return None
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+class RssSampler:
+    """Samples a process's resident size in a thread while a measurement runs, for its median.
+
+    A peak (VmHWM) is one moment: in the sink it is an insert meeting one of the embedded engine's merges, and a
+    longer run has more such moments, so its peak can rise with N while the level it works at does not (NOTES.md,
+    2026-11-25). The median of the samples tells the level apart from the moments.
+    """
+
+    def __init__(self, pid: int | None, every_s: float = 0.2) -> None:
+        self._pid, self._every_s = pid, every_s
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def median_mb(self) -> float | None:
+        return statistics.median(self._samples) if self._samples else None
+
+    @property
+    def sample_count(self) -> int:
+        return len(self._samples)
+
+    def _sample(self) -> None:
+        while True:
+            mb = rss_mb(self._pid)
+            if mb is not None:
+                self._samples.append(mb)
+            if self._stop.wait(self._every_s):
+                return
 
 
 # --- run in child processes -----------------------------------------------------------------------------------

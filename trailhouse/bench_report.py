@@ -7,7 +7,7 @@ asserts a goal: ratios and growth are reported for the reader to judge.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class SizeRun:
     expected_searchable: int
     # per stage run alone (worker, sink): its high-water mark when it had committed half of its input
     peak_rss_at_half_mb: dict[str, float | None] = field(default_factory=dict)
+    # worker and sink, alone and end to end: the median of their RSS sampled while they worked
+    median_rss_mb: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def end_to_end_vs_baseline(self) -> float | None:
@@ -95,6 +97,7 @@ class SizeRun:
             },
             "peak_rss_mb": {name: _round(mb) for name, mb in self.peak_rss_with_total_mb.items()},
             "peak_rss_at_half_input_mb": {name: _round(mb) for name, mb in self.peak_rss_at_half_mb.items()},
+            "median_rss_mb": {name: _round(mb) for name, mb in self.median_rss_mb.items()},
             "searchable": self.searchable,
             "expected_searchable": self.expected_searchable,
         }
@@ -137,9 +140,17 @@ class PipelineBench:
 
     def rss_growth(self) -> dict[str, float | None]:
         """Per process, peak RSS at the largest size / at the smallest (1.0 = flat); empty with a single size."""
+        return self._growth(lambda run: run.peak_rss_with_total_mb)
+
+    def median_rss_growth(self) -> dict[str, float | None]:
+        """Per worker and sink process, median RSS at the largest size / at the smallest: a peak that grows while
+        this stays near 1.0 comes from single moments, not from a level that climbs with N."""
+        return self._growth(lambda run: run.median_rss_mb)
+
+    def _growth(self, figures: Callable[[SizeRun], dict[str, float | None]]) -> dict[str, float | None]:
         if len(self.runs) < 2:
             return {}
-        small, large = self.runs[0].peak_rss_with_total_mb, self.runs[-1].peak_rss_with_total_mb
+        small, large = figures(self.runs[0]), figures(self.runs[-1])
         return {name: _round(ratio(large.get(name), small.get(name)), 2) for name in small}
 
     def rss_growth_in_second_half(self) -> dict[str, float | None]:
@@ -158,6 +169,7 @@ class PipelineBench:
             "runs": [run.to_json() for run in self.runs],
             "freshness": self.freshness.to_json() if self.freshness else None,
             "rss_growth": self.rss_growth(),
+            "median_rss_growth": self.median_rss_growth(),
             "rss_growth_in_second_half": self.rss_growth_in_second_half(),
         }
 
@@ -182,6 +194,8 @@ class PipelineBench:
             rows.append([f"peak RSS {name}", *(_mb(run.peak_rss_with_total_mb.get(name)) for run in self.runs)])
             if any(name in run.peak_rss_at_half_mb for run in self.runs):
                 rows.append(["  at half of its input", *(_mb(run.peak_rss_at_half_mb.get(name)) for run in self.runs)])
+            if any(name in run.median_rss_mb for run in self.runs):
+                rows.append(["  median while it worked", *(_mb(run.median_rss_mb.get(name)) for run in self.runs)])
         rows.append(
             ["searchable / expected", *(f"{run.searchable:,} / {run.expected_searchable:,}" for run in self.runs)]
         )
@@ -189,6 +203,9 @@ class PipelineBench:
         growth = self.rss_growth()
         if growth:
             lines.append(f"peak RSS at 4N / at N: {_ratios(growth)}")
+        median_growth = self.median_rss_growth()
+        if median_growth:
+            lines.append(f"median RSS at 4N / at N: {_ratios(median_growth)}")
         in_run = self.rss_growth_in_second_half()
         if in_run:
             lines.append(f"peak RSS at the end / at half of the input, N={self.runs[-1].events:,}: {_ratios(in_run)}")

@@ -1,16 +1,55 @@
-"""The bench's own measurements: a child's peak RSS is the child's, not its parent's."""
+"""The bench's own measurements: a child's peak RSS is the child's, not its parent's; a median RSS is the level a
+process works at, not its peak."""
 
-from trailhouse.bench_probes import in_child, own_peak_rss_mb
+import os
+import time
+
+import pytest
+
+from trailhouse.bench_probes import RssSampler, in_child, own_peak_rss_mb, rss_mb
 
 BALLAST_MB = 200
 
 
-def test_a_spawned_child_reports_its_own_peak_rss_not_its_parents():
-    ballast = bytearray(BALLAST_MB * 1024 * 1024)
+def _touched(megabytes: int) -> bytearray:
+    ballast = bytearray(megabytes * 1024 * 1024)
     ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page: resident in this process
+    return ballast
+
+
+def test_a_spawned_child_reports_its_own_peak_rss_not_its_parents():
+    ballast = _touched(BALLAST_MB)
     assert own_peak_rss_mb() > BALLAST_MB
 
     assert in_child(own_peak_rss_mb) < BALLAST_MB  # ru_maxrss would report the parent's size at the fork
+    assert ballast[0] == 1  # held, and resident in the parent, until after the fork
+
+
+def _until_samples(sampler: RssSampler, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sampler.sample_count < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sampler took {sampler.sample_count} of {count} samples in 30 s")
+        time.sleep(0.005)
+
+
+def test_the_median_rss_is_the_level_a_process_works_at_not_a_moment_of_it():
+    level_before = rss_mb(os.getpid())
+    with RssSampler(os.getpid(), every_s=0.005) as sampler:
+        _until_samples(sampler, 20)
+        spike = _touched(BALLAST_MB)
+        _until_samples(sampler, sampler.sample_count + 5)  # samples that see the spike
+        in_spike = sampler.sample_count
+        del spike  # a block this large is its own mapping: freeing it gives it back to the OS
+        _until_samples(sampler, 2 * in_spike + 1)  # fewer than half of the samples can have seen the spike
+    assert own_peak_rss_mb() > level_before + BALLAST_MB * 0.9  # the peak holds the spike
+    assert abs(sampler.median_mb - level_before) < BALLAST_MB / 4
+
+
+def test_a_process_that_cannot_be_sampled_has_no_median():
+    with RssSampler(None, every_s=0.005) as sampler:
+        pass
+    assert sampler.median_mb is None and sampler.sample_count == 0
 
 
 def test_waiting_for_a_group_reports_the_part_of_the_input_it_has_committed(settings, broker):

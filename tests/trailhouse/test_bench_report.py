@@ -9,7 +9,12 @@ from trailhouse.bench_report import TOGETHER, Freshness, PipelineBench, SizeRun,
 
 
 def _run(
-    events: int, *, e2e_seconds: float = 10.0, worker_rss: float = 100.0, worker_half: float | None = 100.0
+    events: int,
+    *,
+    e2e_seconds: float = 10.0,
+    worker_rss: float = 100.0,
+    worker_half: float | None = 100.0,
+    sink_median: float = 300.0,
 ) -> SizeRun:
     return SizeRun(
         events=events,
@@ -23,6 +28,7 @@ def _run(
         searchable=events + 20,
         expected_searchable=events + 20,
         peak_rss_at_half_mb={"worker (alone)": worker_half},
+        median_rss_mb={"sink (end to end)": sink_median},
     )
 
 
@@ -80,6 +86,22 @@ def test_growth_in_the_second_half_compares_the_largest_run_s_end_with_its_middl
     assert PipelineBench([small, large], None, 3, 2).rss_growth_in_second_half() == {"worker (alone)": 1.25}
     unsampled = _run(4000, worker_half=None)  # the stage did its second half between two polls
     assert PipelineBench([unsampled], None, 3, 2).rss_growth_in_second_half() == {"worker (alone)": None}
+
+
+def test_a_peak_that_grows_over_a_median_that_does_not_is_told_apart():
+    small, large = _run(1000, sink_median=300.0), _run(4000, sink_median=303.0)
+    large.peak_rss_mb["sink (end to end)"] = 480.0  # one moment: an insert meeting a merge
+    report = PipelineBench([small, large], None, 3, 2)
+    assert report.rss_growth()["sink (end to end)"] == 1.2
+    assert report.median_rss_growth() == {"sink (end to end)": 1.01}
+    assert report.to_json()["median_rss_growth"] == {"sink (end to end)": 1.01}
+    assert report.to_json()["runs"][1]["median_rss_mb"] == {"sink (end to end)": 303.0}
+    text = report.render()
+    assert re.search(
+        r"peak RSS sink \(end to end\)\s+400 MB\s+480 MB\n\s+median while it worked\s+300 MB\s+303 MB", text
+    )
+    assert "median RSS at 4N / at N: sink (end to end) 1.01x" in text
+    assert PipelineBench([small], None, 3, 2).median_rss_growth() == {}
 
 
 def test_freshness_counts_files_that_never_became_searchable():
