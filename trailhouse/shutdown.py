@@ -32,19 +32,24 @@ class StopOnSignals:
         self._deadline: threading.Timer | None = None
 
     def __call__(self, signum: int) -> None:
-        name = signal.Signals(signum).name
+        received = signal.Signals(signum)
         if self._deadline is not None:
             log.warning(
-                "second signal (%s): the %s stage exits without finishing the work in flight", name, self._stage
+                "second signal (%s): the %s stage exits without finishing the work in flight",
+                received.name,
+                self._stage,
             )
             exit_now(EXIT_SECOND_SIGNAL)
         log.info(
-            "%s received: the %s stage finishes the work in flight (at most %gs)", name, self._stage, self._timeout_s
+            "%s received: the %s stage finishes the work in flight (at most %gs)",
+            received.name,
+            self._stage,
+            self._timeout_s,
         )
         self._deadline = threading.Timer(self._timeout_s, self._expired)
         self._deadline.daemon = True
         self._deadline.start()
-        self._request_stop(signal.Signals(signum))
+        self._request_stop(received)
 
     def cancel(self) -> None:
         """The stage has stopped: no deadline is left to enforce."""
