@@ -48,6 +48,7 @@ from trailhouse.bench_probes import (
     chdb_baseline,
     copy_topic,
     count_events,
+    highest,
     in_child,
     peak_rss_mb,
     poll_alone,
@@ -258,7 +259,7 @@ def _warm_stage(
             )
         seconds = time.monotonic() - started
         half = at_half[0] if at_half else None
-        return Throughput(done() - before, seconds), peak_rss_mb(pid), half, level.median_mb
+        return Throughput(done() - before, seconds), highest(peak_rss_mb(pid), half), half, level.median_mb
     finally:
         pipeline.stop()
 

@@ -85,6 +85,17 @@ def peak_rss_mb(pid: int | None) -> float | None:
     return _status_mb(pid, "VmHWM")
 
 
+def highest(*readings_mb: float | None) -> float | None:
+    """The highest of several VmHWM readings of one process, None where none could be read.
+
+    VmHWM is not exactly monotonic. The kernel raises its mark only on some of the paths that lower the resident
+    size ("such snapshots can always be inconsistent", fs/proc/task_mmu.c), and since Linux 6.2 it reads the page
+    counts per CPU, approximately. So a reading at the end of a run can come out under one taken halfway (CI,
+    2026-12-07); the peak of the run is the higher of the two.
+    """
+    return max((mb for mb in readings_mb if mb is not None), default=None)
+
+
 def rss_mb(pid: int | None) -> float | None:
     """Another process's resident set size now (VmRSS), or None where /proc cannot say."""
     return _status_mb(pid, "VmRSS")

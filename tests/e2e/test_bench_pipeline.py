@@ -55,10 +55,12 @@ def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
     assert peaks[TOGETHER] == pytest.approx(sum(peaks[name] for name in TOGETHER_OF), abs=0.2)
     halves = run["peak_rss_at_half_input_mb"]  # None where a stage did its second half between two polls
     assert set(halves) == {"worker (alone)", "sink (alone)"}
-    assert all(half is None or 0 < half <= run["peak_rss_mb"][name] for name, half in halves.items())
+    for name, half in halves.items():
+        assert half is None or 0 < half <= peaks[name], (name, half, peaks[name])
     medians = run["median_rss_mb"]  # sampled while each worked: never above its peak
     assert set(medians) == {"worker (alone)", "sink (alone)", "worker (end to end)", "sink (end to end)"}
-    assert all(0 < median <= peaks[name] for name, median in medians.items())
+    for name, median in medians.items():
+        assert 0 < median <= peaks[name], (name, median, peaks[name])
 
     for line in ("baseline: chDB", "poll alone", "worker alone", "sink alone", "end to end", "freshness:", TOGETHER):
         assert line in done.stdout

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from trailhouse.bench_probes import RssSampler, in_child, own_peak_rss_mb, rss_mb
+from trailhouse.bench_probes import RssSampler, highest, in_child, own_peak_rss_mb, rss_mb
 
 BALLAST_MB = 200
 
@@ -23,6 +23,13 @@ def test_a_spawned_child_reports_its_own_peak_rss_not_its_parents():
 
     assert in_child(own_peak_rss_mb) < BALLAST_MB  # ru_maxrss would report the parent's size at the fork
     assert ballast[0] == 1  # held, and resident in the parent, until after the fork
+
+
+def test_a_peak_is_the_highest_reading_even_where_the_later_one_came_out_lower():
+    # The kernel reads VmHWM approximately: CI once saw the end of a run read under its half (2026-12-07).
+    assert highest(512.3, 512.9) == 512.9
+    assert highest(None, 512.9) == 512.9
+    assert highest(None, None) is None
 
 
 def _until_samples(sampler: RssSampler, count: int) -> None:
