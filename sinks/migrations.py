@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from sinks.clickhouse import Client, call, connect
 from sinks.ddl import Layout, Table, add_columns, alter_storage, create_materialized_view, create_table, create_view
@@ -387,22 +388,35 @@ def prepare(settings: Settings) -> tuple[Client, Layout]:
     return client, layout
 
 
-# The embedded engine runs inside the sink's process, so its merges count against the sink's memory. A horizontal
-# merge holds buffers for every column of every part it merges; a vertical one, a column at a time. ClickHouse
-# merges vertically from 131,072 rows on; the embedded engine does so from the first part. `trailhouse bench
-# pipeline`, 100k -> 400k events, two runs each: sink peak RSS 533-554 -> 566-570 MB end to end, against 557-594
-# -> 580-671 without (NOTES.md, issue 7). A server keeps ClickHouse's defaults: its memory is not the sink's.
-EMBEDDED_EVENTS_SETTINGS = {
-    "vertical_merge_algorithm_min_rows_to_activate": 1,
-    "vertical_merge_algorithm_min_columns_to_activate": 1,
+# The embedded engine runs inside the sink's process, so what its background work holds counts against the sink's
+# memory. Two settings, on the tables the sink writes every batch:
+# - A horizontal merge holds buffers for every column of every part it merges; a vertical one, a column at a time.
+#   ClickHouse merges vertically from 131,072 rows on; the embedded engine does so from the first part of the events
+#   table. `trailhouse bench pipeline`, 100k -> 400k events, two runs each: sink peak RSS 533-554 -> 566-570 MB end
+#   to end, against 557-594 -> 580-671 without (NOTES.md, issue 7).
+# - From 100 outdated parts on, ClickHouse removes them in its parts-cleaning pool, which grows to 128 threads and
+#   keeps them: in the bench at 1.6M events the sink went from ~32 to ~150 threads, ~120 of them idle to its end.
+#   On two cores, one thread removes parts as fast (NOTES.md, 2026-12-07).
+# A server keeps ClickHouse's defaults: its memory is not the sink's.
+_SEQUENTIAL_PART_REMOVAL = {"concurrent_part_removal_threshold": 2**62}
+EMBEDDED_TABLE_SETTINGS = {
+    "events": {
+        "vertical_merge_algorithm_min_rows_to_activate": 1,
+        "vertical_merge_algorithm_min_columns_to_activate": 1,
+        **_SEQUENTIAL_PART_REMOVAL,
+    },
+    "event_numbers": _SEQUENTIAL_PART_REMOVAL,
+    "sink_batches": _SEQUENTIAL_PART_REMOVAL,
+    "sources": _SEQUENTIAL_PART_REMOVAL,
 }
 
 
-def merge_in_columns(client: Client, layout: Layout) -> None:
-    """Set EMBEDDED_EVENTS_SETTINGS on the events table; the sink does, on the embedded engine, as it starts."""
-    assignments = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_EVENTS_SETTINGS.items())
-    sql = alter_storage(layout, "events", (f"MODIFY SETTING {assignments}",))
-    call("set the embedded engine's merge settings", lambda: client.command(sql))
+def tune_embedded_tables(client: Client, layout: Layout) -> None:
+    """Set EMBEDDED_TABLE_SETTINGS; the sink does, on the embedded engine, as it starts."""
+    for table, settings in EMBEDDED_TABLE_SETTINGS.items():
+        assignments = ", ".join(f"{name} = {value}" for name, value in settings.items())
+        sql = alter_storage(layout, table, (f"MODIFY SETTING {assignments}",))
+        call(f"set the embedded engine's settings of {table}", partial(client.command, sql))
 
 
 def applied_versions(client: Client, layout: Layout) -> set[int]:

@@ -100,7 +100,7 @@ def sqs_stage(settings: Settings, bootstrap: str, queue_url: str, health: Health
 
 
 def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None) -> Stage:
-    from sinks.migrations import merge_in_columns, prepare
+    from sinks.migrations import prepare, tune_embedded_tables
     from sinks.sink import Sink
     from sinks.tables import sink_tables
     from trailhouse.kafka import ensure_topics, watch_consumer_stats
@@ -109,7 +109,7 @@ def sink_stage(settings: Settings, bootstrap: str, health: Health | None = None)
     ensure_topics(settings, bootstrap)
     client, layout = prepare(settings)
     if settings.embedded_clickhouse:
-        merge_in_columns(client, layout)  # the engine's merges run in this process (sinks/migrations.py)
+        tune_embedded_tables(client, layout)  # the engine's background work runs in this process
     on_write = None
     if health is not None:
         watch_consumer_stats(ConsumerGroupMetrics(health, settings.sink_group).on_stats)

@@ -138,28 +138,32 @@ def test_retention_deletes_by_event_time_and_can_be_lifted(clickhouse, settings)
     assert current_ttls(clickhouse, layout) == {"events": None, "alerts": None, "insights": None, "event_numbers": None}
 
 
-def test_the_embedded_sink_merges_the_events_table_a_column_at_a_time(chdb_dsn, settings, topics):
-    """The sink sets the merge settings as it starts; a command that only reads (search, status) leaves the
-    table as it is."""
-    from sinks.migrations import EMBEDDED_EVENTS_SETTINGS, prepare
+def test_the_embedded_sink_tunes_the_tables_it_writes_as_it_starts(chdb_dsn, settings, topics):
+    """The sink sets the engine's settings as it starts; a command that only reads (search, status) leaves the
+    tables as they are."""
+    from sinks.migrations import EMBEDDED_TABLE_SETTINGS, prepare
     from trailhouse.stages import sink_stage
 
     embedded = settings.with_(clickhouse_url=chdb_dsn)
     client, layout = prepare(embedded)
 
-    def create_query() -> str:
+    def create_query(table: str) -> str:
         return client.query(
-            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'events'",
-            parameters={"db": layout.database},
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            parameters={"db": layout.database, "table": table},
         ).result_rows[0][0]
 
     try:
-        assert "vertical_merge_algorithm" not in create_query()
+        for table in EMBEDDED_TABLE_SETTINGS:
+            assert "concurrent_part_removal_threshold" not in create_query(table), table
+        assert "vertical_merge_algorithm" not in create_query("events")
         for _ in range(2):  # every start sets them again: no error the second time
             sink = sink_stage(embedded, topics)
             sink.stop()
             sink.run()
-        for name, value in EMBEDDED_EVENTS_SETTINGS.items():
-            assert f"{name} = {value}" in create_query()
+        for table, table_settings in EMBEDDED_TABLE_SETTINGS.items():
+            for name, value in table_settings.items():
+                assert f"{name} = {value}" in create_query(table), (table, name)
+        assert "vertical_merge_algorithm_min_rows_to_activate = 1" in create_query("events")
     finally:
         client.command(f"DROP DATABASE IF EXISTS {layout.database}")
