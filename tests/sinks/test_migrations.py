@@ -164,6 +164,10 @@ def test_the_embedded_sink_tunes_the_tables_it_writes_as_it_starts(chdb_dsn, set
         for table, table_settings in EMBEDDED_TABLE_SETTINGS.items():
             for name, value in table_settings.items():
                 assert f"{name} = {value}" in create_query(table), (table, name)
+        # Named here, not only read from the mapping above: each table the sink writes every batch removes its
+        # outdated parts in one thread, and the events table merges a column at a time.
+        for table in ("events", "event_numbers", "sink_batches", "sources"):
+            assert f"concurrent_part_removal_threshold = {2**62}" in create_query(table), table
         assert "vertical_merge_algorithm_min_rows_to_activate = 1" in create_query("events")
     finally:
         client.command(f"DROP DATABASE IF EXISTS {layout.database}")
