@@ -389,31 +389,38 @@ def prepare(settings: Settings) -> tuple[Client, Layout]:
 
 
 # The embedded engine runs inside the sink's process, so what its background work holds counts against the sink's
-# memory. Two settings, on the tables the sink writes every batch:
+# memory. Two settings:
 # - A horizontal merge holds buffers for every column of every part it merges; a vertical one, a column at a time.
 #   ClickHouse merges vertically from 131,072 rows on; the embedded engine does so from the first part of the events
 #   table. `trailhouse bench pipeline`, 100k -> 400k events, two runs each: sink peak RSS 533-554 -> 566-570 MB end
 #   to end, against 557-594 -> 580-671 without (NOTES.md, issue 7).
-# - From 100 outdated parts on, ClickHouse removes them in its parts-cleaning pool, which grows to 128 threads and
-#   keeps them: in the bench at 1.6M events the sink went from ~32 to ~150 threads, ~120 of them idle to its end.
-#   Removing them in one thread, the sink alone ingests as fast (17.1-17.7k events/s, 17.3k before; NOTES.md).
+# - From 100 outdated parts on, ClickHouse removes a table's in its parts-cleaning pool, which grows to 128 threads
+#   and keeps them: in the bench at 1.6M events the sink went from ~32 to ~150 threads, ~120 of them idle to its end.
+#   Every table of the database removes them in one thread: any the sink writes often gets there (alerts and
+#   insights do with busy sources). The sink alone ingests as fast (17.1-17.7k events/s, 17.3k before; NOTES.md).
 # A server keeps ClickHouse's defaults: its memory is not the sink's.
-_SEQUENTIAL_PART_REMOVAL = {"concurrent_part_removal_threshold": 2**62}
+EMBEDDED_SETTINGS = {"concurrent_part_removal_threshold": 2**62}
 EMBEDDED_TABLE_SETTINGS = {
     "events": {
         "vertical_merge_algorithm_min_rows_to_activate": 1,
         "vertical_merge_algorithm_min_columns_to_activate": 1,
-        **_SEQUENTIAL_PART_REMOVAL,
     },
-    "event_numbers": _SEQUENTIAL_PART_REMOVAL,
-    "sink_batches": _SEQUENTIAL_PART_REMOVAL,
-    "sources": _SEQUENTIAL_PART_REMOVAL,
 }
 
 
 def tune_embedded_tables(client: Client, layout: Layout) -> None:
-    """Set EMBEDDED_TABLE_SETTINGS; the sink does, on the embedded engine, as it starts."""
-    for table, settings in EMBEDDED_TABLE_SETTINGS.items():
+    """Set EMBEDDED_SETTINGS on every MergeTree table of the database, and EMBEDDED_TABLE_SETTINGS on theirs; the
+    sink does, on the embedded engine, as it starts. Read from the engine, so a table a migration adds is included."""
+    tables = call(
+        "list the embedded engine's tables",
+        partial(
+            client.query,
+            "SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree' ORDER BY name",
+            parameters={"db": layout.database},
+        ),
+    ).result_rows
+    for (table,) in tables:
+        settings = {**EMBEDDED_SETTINGS, **EMBEDDED_TABLE_SETTINGS.get(table, {})}
         assignments = ", ".join(f"{name} = {value}" for name, value in settings.items())
         sql = alter_storage(layout, table, (f"MODIFY SETTING {assignments}",))
         call(f"set the embedded engine's settings of {table}", partial(client.command, sql))
