@@ -11,14 +11,16 @@ measures, on the embedded stack (Tansu, chDB) with the stages `trailhouse run` u
    then fed the rest of the previous stage's output, copied in far faster than the stage drains it, timed until
    the stage has committed all of it;
 3. end to end: worker and sink child processes (trailhouse/pipeline.py), warmed with one small file of another
-   source, then the poller publishes the N events and the clock stops when both groups have committed everything
-   (commits follow inserts: everything is searchable), as `run --once` does;
+   source, then a poller in a child process of its own publishes the N events; the clock runs from its first
+   listing until both groups have committed everything (commits follow inserts: everything is searchable), as
+   `run --once` does;
 4. freshness (first size only): with that pipeline running, a new file about every 2 s at a steady rate, the
    poller listing every `poll_interval` (1 s); per file, seconds from its write to searchable (its last event
    committed by the sink);
 5. peak RSS (VmHWM) of each stage's process and of the broker, and the median of the worker's and the sink's
-   RSS sampled while they worked (the level they run at, apart from single moments); with `--scale`, the
-   growth of both from N to 4N.
+   RSS sampled while they worked (the level they run at, apart from single moments); the three stages together
+   end to end, as the sum of their peaks and as the highest sum of their RSS sampled at the same moments; with
+   `--scale`, the growth of each from N to 4N.
 
 Finally the events table is counted in a process of its own: every event generated must be searchable once.
 Each phase has its own data directory under `<data-dir>/bench` (wiped at start), broker and ClickHouse path.
@@ -27,7 +29,6 @@ It reports, it never asserts a time: trailhouse/bench_report.py renders the figu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from producers.poller import Poller
 from schemas import Codec
 from trailhouse.bench_probes import (
+    Child,
     RssSampler,
     chdb_baseline,
     copy_topic,
@@ -55,7 +57,7 @@ from trailhouse.bench_probes import (
     total,
     wait_committed,
 )
-from trailhouse.bench_report import Freshness, PipelineBench, SizeRun, Throughput
+from trailhouse.bench_report import TOGETHER_SAMPLED, Freshness, PipelineBench, SizeRun, Throughput
 from trailhouse.config import Settings
 from trailhouse.embedded import EmbeddedKafka
 from trailhouse.errors import ConfigError
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 WARMUP_REGION = "ap-south-1"  # the warm-up file's source: not one of the measured ones
 WARMUP_EVENTS = 20
 TRICKLE_EVERY_S = 2.0
+DRAIN_CHECK_S = 0.1  # the end-to-end clock stops at the first check that finds the pipeline drained
 _EVENT = Codec.of("Event")
 
 
@@ -181,7 +184,7 @@ def _stages_alone(
         for source in sources:
             registry.add(source)
         progress("poller alone: every file -> cloudtrail.raw")
-        _files, records, seconds, poll_rss = in_child(poll_alone, settings, bootstrap)
+        polled = in_child(poll_alone, settings, bootstrap)
 
         progress("worker alone: cloudtrail.raw (copied) -> cloudtrail.events")
         worker_settings = settings.with_(topic_raw=f"{settings.topic_raw}.bench", worker_group="bench-worker")
@@ -210,8 +213,8 @@ def _stages_alone(
             done=lambda: total(committed_offsets(settings, bootstrap, "bench-sink", sink_settings.topic_events)),
             timeout_s=spec.timeout_s,
         )
-    stages = {"poll": Throughput(records, seconds), "worker": worker, "sink": sink}
-    rss = {"poll (alone)": poll_rss, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
+    stages = {"poll": Throughput(polled.records, polled.seconds), "worker": worker, "sink": sink}
+    rss = {"poll (alone)": polled.peak_rss_mb, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
     at_half = {"worker (alone)": worker_half, "sink (alone)": sink_half}
     return stages, rss, at_half, {"worker (alone)": worker_median, "sink (alone)": sink_median}
 
@@ -245,7 +248,7 @@ def _warm_stage(
         wait_committed(settings, bootstrap, group, target, ends, timeout_s=timeout_s, alive=pipeline.check_alive)
         before = done()
         started = time.monotonic()
-        with RssSampler(pid) as level:
+        with RssSampler({stage: pid}) as level:
             ends, _ = copy_topic(settings, bootstrap, source, target, skip=first)
             wait_committed(
                 settings,
@@ -259,7 +262,7 @@ def _warm_stage(
             )
         seconds = time.monotonic() - started
         half = at_half[0] if at_half else None
-        return Throughput(done() - before, seconds), highest(peak_rss_mb(pid), half), half, level.median_mb
+        return Throughput(done() - before, seconds), highest(peak_rss_mb(pid), half), half, level.median_mb(stage)
     finally:
         pipeline.stop()
 
@@ -286,13 +289,13 @@ def _end_to_end(
             for source in sources:
                 registry.add(source)
             progress("end to end: poller -> worker -> sink until everything is searchable")
-            started = time.monotonic()
-            with contextlib.ExitStack() as stack:
-                levels = {name: stack.enter_context(RssSampler(pid)) for name, pid in pipeline.pids.items()}
-                report = poller.poll_once()
-                pipeline.wait_drained(timeout_s=spec.timeout_s)
-            e2e = Throughput(report.records, time.monotonic() - started)
-            median = {f"{name} (end to end)": level.median_mb for name, level in levels.items()}
+            # The poller in a process of its own, as `trailhouse run` has it, so all three are sampled together.
+            polling = Child(poll_alone, settings, bootstrap)
+            with RssSampler({"poll": polling.pid, **pipeline.pids}) as levels:
+                polled = polling.result(spec.timeout_s)
+                pipeline.wait_drained(timeout_s=spec.timeout_s, every_s=DRAIN_CHECK_S)
+            e2e = Throughput(polled.records, time.monotonic() - polled.started)  # from its first listing
+            median = {f"{name} (end to end)": mb for name, mb in levels.medians_mb.items() if name != "poll"}
             freshness = None
             if with_freshness and spec.freshness_seconds > 0:
                 progress(
@@ -300,6 +303,7 @@ def _end_to_end(
                 )
                 freshness = _freshness(settings, bootstrap, poller, sources[0].bucket, spec)
             rss = {f"{name} (end to end)": peak_rss_mb(pid) for name, pid in pipeline.pids.items()}
+            rss |= {"poll (end to end)": polled.peak_rss_mb, TOGETHER_SAMPLED: levels.highest_total_mb}
             rss["broker (end to end)"] = peak_rss_mb(_broker_pid(settings))
         finally:
             pipeline.stop()

@@ -7,16 +7,17 @@ Functions run in a child are plain top-level functions returning plain data (the
 
 from __future__ import annotations
 
-import concurrent.futures
 import multiprocessing
 import os
 import resource
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -63,11 +64,56 @@ _BASELINE_COLUMNS = {
 }
 
 
-def in_child(fn: Callable[..., T], *args: Any) -> T:
+class Child:
+    """`fn(*args)` running in a fresh (spawned) process, whose pid is known while it runs (so its memory can be
+    sampled alongside the stages it runs with); `result()` waits for what it returned or raises what it raised."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._name = getattr(fn, "__name__", repr(fn))
+        self._results, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_send_result, args=(sender, fn, args), name=f"bench-{self._name}")
+        self._process.start()
+        sender.close()  # the child holds the other copy: its exit ends the pipe
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def result(self, timeout_s: float) -> Any:
+        try:
+            if not self._results.poll(timeout_s):
+                self._process.kill()
+                raise TrailhouseError(f"the bench's {self._name} did not end within {timeout_s:.0f}s")
+            ok, value = self._results.recv()
+        except EOFError:
+            self._process.join()
+            raise TrailhouseError(
+                f"the bench's {self._name} exited with status {self._process.exitcode} before it returned "
+                "(killed, or out of memory?)"
+            ) from None
+        finally:
+            self._results.close()
+        self._process.join()
+        if not ok:
+            raise value
+        return value
+
+
+def _send_result(results: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        outcome: tuple[bool, Any] = (True, fn(*args))
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        outcome = (False, exc)
+    try:
+        results.send(outcome)
+    except Exception as exc:  # noqa: BLE001 - an exception that does not pickle still ends the parent's wait
+        results.send((False, TrailhouseError(f"{fn.__name__} failed: {outcome[1]!r} ({exc})")))
+
+
+def in_child(fn: Callable[..., T], *args: Any, timeout_s: float = 3600.0) -> T:
     """Run `fn(*args)` in a fresh (spawned) process and return its result."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(fn, *args).result()
+    return cast(T, Child(fn, *args).result(timeout_s))
 
 
 def own_peak_rss_mb() -> float:
@@ -114,16 +160,18 @@ def _status_mb(pid: int | None, field: str) -> float | None:
 
 
 class RssSampler:
-    """Samples a process's resident size in a thread while a measurement runs, for its median.
+    """Samples the resident size of several processes at the same moments, in a thread, while a measurement runs.
 
     A peak (VmHWM) is one moment: in the sink it is an insert meeting one of the embedded engine's merges, and a
     longer run has more such moments, so its peak can rise with N while the level it works at does not (NOTES.md,
-    2026-11-25). The median of the samples tells the level apart from the moments.
+    2026-11-25). The median of a process's samples tells the level apart from the moments. And the processes'
+    peaks need not coincide: their sum overstates what they hold together, which the highest sum of one round of
+    samples does not (it can miss a moment between two rounds: the two bracket the peak of the sum).
     """
 
-    def __init__(self, pid: int | None, every_s: float = 0.2) -> None:
-        self._pid, self._every_s = pid, every_s
-        self._samples: list[float] = []
+    def __init__(self, pids: Mapping[str, int | None], every_s: float = 0.05) -> None:
+        self._pids, self._every_s = dict(pids), every_s
+        self._rounds: list[dict[str, float]] = []  # per round, each process that could be read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
 
@@ -135,19 +183,31 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
-    @property
-    def median_mb(self) -> float | None:
-        return statistics.median(self._samples) if self._samples else None
+    def median_mb(self, name: str) -> float | None:
+        samples = [mb for sampled in self._rounds if (mb := sampled.get(name)) is not None]
+        return statistics.median(samples) if samples else None
 
     @property
-    def sample_count(self) -> int:
-        return len(self._samples)
+    def medians_mb(self) -> dict[str, float | None]:
+        return {name: self.median_mb(name) for name in self._pids}
+
+    @property
+    def highest_total_mb(self) -> float | None:
+        """The highest sum of one round; None when a process had no pid to sample. A process that has not started
+        or has exited by a round (its /proc is gone) holds nothing then: the poller ends before the sink does."""
+        if any(pid is None for pid in self._pids.values()):
+            return None
+        return max((sum(sampled.values()) for sampled in self._rounds), default=None)
+
+    @property
+    def round_count(self) -> int:
+        return len(self._rounds)
 
     def _sample(self) -> None:
         while True:
-            mb = rss_mb(self._pid)
-            if mb is not None:
-                self._samples.append(mb)
+            sampled = {name: mb for name, pid in self._pids.items() if (mb := rss_mb(pid)) is not None}
+            if sampled:
+                self._rounds.append(sampled)
             if self._stop.wait(self._every_s):
                 return
 
@@ -184,8 +244,19 @@ def chdb_baseline(folder: Path, dsn: str, database: str) -> tuple[int, float, fl
     return rows, seconds, own_peak_rss_mb()
 
 
-def poll_alone(settings: Settings, bootstrap: str) -> tuple[int, int, float, float]:
-    """The poller publishing every registered source's files once: (files, records, seconds, peak RSS MB)."""
+@dataclass(frozen=True)
+class PollRun:
+    """What one pass of the poller over every registered source did, measured in its own process."""
+
+    files: int
+    records: int
+    started: float  # time.monotonic() as it began: one clock for every process of the machine (CLOCK_MONOTONIC)
+    seconds: float
+    peak_rss_mb: float
+
+
+def poll_alone(settings: Settings, bootstrap: str) -> PollRun:
+    """The poller publishing every registered source's files once."""
     from trailhouse.stages import poll_stage
 
     poller = poll_stage(settings, bootstrap)
@@ -194,7 +265,7 @@ def poll_alone(settings: Settings, bootstrap: str) -> tuple[int, int, float, flo
     seconds = time.monotonic() - started
     if report.failed:
         raise TrailhouseError(f"the poller failed: {report.failed[0].source_id}: {report.failed[0].error}")
-    return report.files, report.records, seconds, own_peak_rss_mb()
+    return PollRun(report.files, report.records, started, seconds, own_peak_rss_mb())
 
 
 def count_events(dsn: str, database: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import Trailhouse
-from trailhouse.bench_report import TOGETHER, TOGETHER_OF
+from trailhouse.bench_report import TOGETHER, TOGETHER_OF, TOGETHER_SAMPLED
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +53,12 @@ def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
     assert all(mb and mb > 0 for mb in peaks.values())
     # The names the bench measures under are the ones the total adds: were one renamed, the total would vanish.
     assert peaks[TOGETHER] == pytest.approx(sum(peaks[name] for name in TOGETHER_OF), abs=0.2)
+    assert "poll (end to end)" in TOGETHER_OF  # the poller sampled in its own process, not the bench's
+    # Sampled at the same moments, the stages held at least the level of the largest of them while it worked, and
+    # never more than the sum of their peaks (the kernel reads VmHWM approximately: a little slack).
+    busiest = max(run["median_rss_mb"][f"{stage} (end to end)"] for stage in ("worker", "sink"))
+    assert busiest <= peaks[TOGETHER_SAMPLED], (busiest, peaks[TOGETHER_SAMPLED])
+    assert peaks[TOGETHER_SAMPLED] <= peaks[TOGETHER] * 1.02, (peaks[TOGETHER_SAMPLED], peaks[TOGETHER])
     halves = run["peak_rss_at_half_input_mb"]  # None where a stage did its second half between two polls
     assert set(halves) == {"worker (alone)", "sink (alone)"}
     for name, half in halves.items():
@@ -62,5 +68,14 @@ def test_bench_pipeline_reports_every_section_with_consistent_counts(tmp_path):
     for name, median in medians.items():
         assert 0 < median <= peaks[name], (name, median, peaks[name])
 
-    for line in ("baseline: chDB", "poll alone", "worker alone", "sink alone", "end to end", "freshness:", TOGETHER):
+    for line in (
+        "baseline: chDB",
+        "poll alone",
+        "worker alone",
+        "sink alone",
+        "end to end",
+        "freshness:",
+        TOGETHER,
+        TOGETHER_SAMPLED,
+    ):
         assert line in done.stdout

@@ -5,7 +5,16 @@ import re
 
 import pytest
 
-from trailhouse.bench_report import TOGETHER, Freshness, PipelineBench, SizeRun, Throughput, percentile, ratio
+from trailhouse.bench_report import (
+    TOGETHER,
+    TOGETHER_SAMPLED,
+    Freshness,
+    PipelineBench,
+    SizeRun,
+    Throughput,
+    percentile,
+    ratio,
+)
 
 
 def _run(
@@ -66,17 +75,25 @@ def test_rss_growth_compares_the_largest_size_with_the_smallest():
     assert PipelineBench([_run(1000)], None, 3, 2).rss_growth() == {}
 
 
-def test_the_stages_together_are_the_sum_of_their_peaks_and_grow_as_that_sum():
-    def with_poller(run: SizeRun, poll_mb: float) -> SizeRun:
-        run.peak_rss_mb["poll (alone)"] = poll_mb  # end to end, the poller runs in the bench's own process
+def test_the_stages_together_are_the_sum_of_their_peaks_then_their_highest_sampled_sum_and_grow_as_those():
+    def with_poller(run: SizeRun, poll_mb: float, sampled_mb: float) -> SizeRun:
+        run.peak_rss_mb["poll (end to end)"] = poll_mb
+        run.peak_rss_mb[TOGETHER_SAMPLED] = sampled_mb
+        run.peak_rss_mb["broker (end to end)"] = 90.0
         return run
 
-    small, large = with_poller(_run(1000, worker_rss=100.0), 100.0), with_poller(_run(4000, worker_rss=150.0), 100.0)
-    assert small.peak_rss_with_total_mb[TOGETHER] == 600.0  # 100 + 100 + 400: the worker's end-to-end peak
+    small = with_poller(_run(1000, worker_rss=100.0), 100.0, 520.0)
+    large = with_poller(_run(4000, worker_rss=150.0), 100.0, 546.0)
+    assert small.peak_rss_with_total_mb[TOGETHER] == 600.0  # 100 + 100 + 400: not the worker alone, nor the broker
+    assert list(small.peak_rss_with_total_mb)[-2:] == [TOGETHER, TOGETHER_SAMPLED]  # the stages together last
     report = PipelineBench([small, large], None, 3, 2)
     assert report.rss_growth()[TOGETHER] == round(650 / 600, 2)
+    assert report.rss_growth()[TOGETHER_SAMPLED] == 1.05
     assert report.to_json()["runs"][1]["peak_rss_mb"][TOGETHER] == 650.0
-    assert re.search(r"peak RSS poll \+ worker \+ sink\s+600 MB\s+650 MB", report.render())
+    assert report.to_json()["runs"][1]["peak_rss_mb"][TOGETHER_SAMPLED] == 546.0
+    text = report.render()
+    assert re.search(r"peak RSS poll \+ worker \+ sink\s+600 MB\s+650 MB\n", text)
+    assert re.search(r"peak RSS poll \+ worker \+ sink at one moment\s+520 MB\s+546 MB\n", text)
     assert TOGETHER not in _run(1000).peak_rss_with_total_mb  # no poller measured: no sum that would look smaller
     assert TOGETHER not in _run(1000).peak_rss_mb  # the measured figures are left as they were
 
