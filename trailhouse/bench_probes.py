@@ -32,6 +32,7 @@ from trailhouse.kafka import (
     producer_options,
     translate,
 )
+from trailhouse.processes import die_with_parent
 
 T = TypeVar("T")
 
@@ -80,7 +81,9 @@ class Child:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def result(self, timeout_s: float) -> Any:
+    def result(self, timeout_s: float | None = None) -> Any:
+        """What `fn` returned; raises what it raised, or says how the process ended without returning. With
+        `timeout_s` (None: wait as long as it runs) a child still running by then is killed."""
         try:
             if not self._results.poll(timeout_s):
                 self._process.kill()
@@ -101,6 +104,7 @@ class Child:
 
 
 def _send_result(results: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    die_with_parent()  # a bench killed mid-run leaves no poller publishing on
     try:
         outcome: tuple[bool, Any] = (True, fn(*args))
     except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
@@ -108,12 +112,12 @@ def _send_result(results: Connection, fn: Callable[..., Any], args: tuple[Any, .
     try:
         results.send(outcome)
     except Exception as exc:  # noqa: BLE001 - an exception that does not pickle still ends the parent's wait
-        results.send((False, TrailhouseError(f"{fn.__name__} failed: {outcome[1]!r} ({exc})")))
+        results.send((False, TrailhouseError(f"{fn!r} failed: {outcome[1]!r} ({exc})")))
 
 
-def in_child(fn: Callable[..., T], *args: Any, timeout_s: float = 3600.0) -> T:
+def in_child(fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(*args)` in a fresh (spawned) process and return its result."""
-    return cast(T, Child(fn, *args).result(timeout_s))
+    return cast(T, Child(fn, *args).result())
 
 
 def own_peak_rss_mb() -> float:

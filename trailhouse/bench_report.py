@@ -66,7 +66,8 @@ class SizeRun:
     stages: dict[str, Throughput]  # poll, worker, sink: each alone on input that is already there
     end_to_end: Throughput  # every stage running, warm, from the files to everything searchable
     startup_seconds: float  # the pipeline's processes started, joined their groups and passed a first file
-    peak_rss_mb: dict[str, float | None]  # per stage (and the broker), the process's high-water mark
+    # per stage (and the broker), the process's high-water mark; and TOGETHER_SAMPLED, measured end to end
+    peak_rss_mb: dict[str, float | None]
     searchable: int  # events found in ClickHouse afterwards (end to end + freshness trickle + warm-up)
     expected_searchable: int
     # per stage run alone (worker, sink): its high-water mark when it had committed half of its input
@@ -83,9 +84,9 @@ class SizeRun:
         """peak_rss_mb with the stages together last: the sum of TOGETHER_OF's peaks under TOGETHER (when every
         one is known), then TOGETHER_SAMPLED (when measured)."""
         figures = {name: mb for name, mb in self.peak_rss_mb.items() if name != TOGETHER_SAMPLED}
-        peaks = [self.peak_rss_mb.get(name) for name in TOGETHER_OF]
-        if all(mb is not None for mb in peaks):
-            figures[TOGETHER] = sum(mb for mb in peaks if mb is not None)
+        peaks = [mb for name in TOGETHER_OF if (mb := self.peak_rss_mb.get(name)) is not None]
+        if len(peaks) == len(TOGETHER_OF):
+            figures[TOGETHER] = sum(peaks)
         if TOGETHER_SAMPLED in self.peak_rss_mb:
             figures[TOGETHER_SAMPLED] = self.peak_rss_mb[TOGETHER_SAMPLED]
         return figures
