@@ -46,6 +46,7 @@ from producers.poller import Poller
 from schemas import Codec
 from trailhouse.bench_probes import (
     Child,
+    PollRun,
     RssSampler,
     chdb_baseline,
     copy_topic,
@@ -57,7 +58,7 @@ from trailhouse.bench_probes import (
     total,
     wait_committed,
 )
-from trailhouse.bench_report import TOGETHER_SAMPLED, Freshness, PipelineBench, SizeRun, Throughput
+from trailhouse.bench_report import Freshness, PipelineBench, SizeRun, Throughput
 from trailhouse.config import Settings
 from trailhouse.embedded import EmbeddedKafka
 from trailhouse.errors import ConfigError
@@ -88,6 +89,29 @@ class BenchSpec:
     freshness_seconds: float = 30.0
     freshness_rate: float = 1000.0  # events per second of the trickle
     timeout_s: float = 1800.0  # per wait, so a stuck stage ends the bench instead of hanging it
+
+
+@dataclass(frozen=True)
+class WarmRun:
+    """A stage run alone after a warm-up (worker, sink)."""
+
+    rate: Throughput
+    peak_rss_mb: float | None
+    # when it had committed half of its input: the same figure at the end means its memory stopped growing
+    peak_rss_at_half_mb: float | None
+    median_rss_mb: float | None  # sampled while the clock ran: the level it works at
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """Every stage running, from the files to everything searchable; figures keyed by stage."""
+
+    rate: Throughput
+    startup_seconds: float
+    peak_rss_mb: dict[str, float | None]  # each stage and the broker
+    median_rss_mb: dict[str, float | None]  # worker and sink
+    together_sampled_mb: float | None  # the highest sum of the three stages' RSS sampled at one moment
+    freshness: Freshness | None
 
 
 def bench_pipeline(settings: Settings, spec: BenchSpec, progress: Callable[[str], None]) -> PipelineBench:
@@ -142,18 +166,14 @@ def _measure_size(
 
     progress(f"N={events:,}: baseline, chDB reading the files into the events table")
     rows, seconds, baseline_rss = in_child(chdb_baseline, trail, f"chdb://{(root / 'baseline').resolve()}", "baseline")
-    stages, rss, rss_at_half, rss_median = _stages_alone(
-        settings.with_(data_dir=root / "stages"), sources, spec, progress
-    )
+    polled, warmed = _stages_alone(settings.with_(data_dir=root / "stages"), sources, spec, progress)
     pipeline_settings = settings.with_(data_dir=root / "pipeline", poll_interval=1.0)
-    e2e, startup, e2e_rss, e2e_median, freshness = _end_to_end(
-        pipeline_settings, sources, spec, with_freshness, progress
-    )
+    e2e = _end_to_end(pipeline_settings, sources, spec, with_freshness, progress)
     progress(f"N={events:,}: counting the events table")
     searchable, distinct = in_child(
         count_events, pipeline_settings.clickhouse_dsn, pipeline_settings.clickhouse_database
     )
-    expected = WARMUP_EVENTS + records + (freshness.events if freshness else 0)
+    expected = WARMUP_EVENTS + records + (e2e.freshness.events if e2e.freshness else 0)
     if distinct != searchable:
         log.warning("the events table holds %d rows but %d distinct event ids", searchable, distinct)
     run = SizeRun(
@@ -161,23 +181,28 @@ def _measure_size(
         files=files,
         span_hours=generated.span / timedelta(hours=1),
         baseline=Throughput(rows, seconds),
-        stages=stages,
-        end_to_end=e2e,
-        startup_seconds=startup,
-        peak_rss_mb={"baseline (chDB)": baseline_rss, **rss, **e2e_rss},
-        peak_rss_at_half_mb=rss_at_half,
-        median_rss_mb={**rss_median, **e2e_median},
+        stages={"poll": Throughput(polled.records, polled.seconds)} | {n: w.rate for n, w in warmed.items()},
+        end_to_end=e2e.rate,
+        startup_seconds=e2e.startup_seconds,
+        peak_rss_mb={
+            "baseline (chDB)": baseline_rss,
+            "poll (alone)": polled.peak_rss_mb,
+            **{f"{name} (alone)": w.peak_rss_mb for name, w in warmed.items()},
+            **e2e.peak_rss_mb,
+        },
+        together_sampled_mb=e2e.together_sampled_mb,
+        peak_rss_at_half_mb={f"{name} (alone)": w.peak_rss_at_half_mb for name, w in warmed.items()},
+        median_rss_mb={**{f"{name} (alone)": w.median_rss_mb for name, w in warmed.items()}, **e2e.median_rss_mb},
         searchable=searchable,
         expected_searchable=expected,
     )
-    return run, freshness
+    return run, e2e.freshness
 
 
 def _stages_alone(
     settings: Settings, sources: list[Source], spec: BenchSpec, progress: Callable[[str], None]
-) -> tuple[dict[str, Throughput], dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
-    """Each stage alone: its rate, its peak RSS, and (worker and sink) its peak RSS at half of its input and its
-    median RSS while it worked."""
+) -> tuple[PollRun, dict[str, WarmRun]]:
+    """Each stage alone: the poller, then the worker and the sink (each warmed up first)."""
     with EmbeddedKafka(settings) as kafka:
         bootstrap = kafka.bootstrap
         registry = Registry(settings, bootstrap)
@@ -189,7 +214,7 @@ def _stages_alone(
         progress("worker alone: cloudtrail.raw (copied) -> cloudtrail.events")
         worker_settings = settings.with_(topic_raw=f"{settings.topic_raw}.bench", worker_group="bench-worker")
         ensure_topics(worker_settings, bootstrap)
-        worker, worker_rss, worker_half, worker_median = _warm_stage(
+        worker = _warm_stage(
             "worker",
             worker_settings,
             bootstrap,
@@ -203,7 +228,7 @@ def _stages_alone(
         progress("sink alone: cloudtrail.events (copied) -> ClickHouse")
         sink_settings = settings.with_(topic_events=f"{settings.topic_events}.bench", sink_group="bench-sink")
         ensure_topics(sink_settings, bootstrap)
-        sink, sink_rss, sink_half, sink_median = _warm_stage(
+        sink = _warm_stage(
             "sink",
             sink_settings,
             bootstrap,
@@ -213,10 +238,7 @@ def _stages_alone(
             done=lambda: total(committed_offsets(settings, bootstrap, "bench-sink", sink_settings.topic_events)),
             timeout_s=spec.timeout_s,
         )
-    stages = {"poll": Throughput(polled.records, polled.seconds), "worker": worker, "sink": sink}
-    rss = {"poll (alone)": polled.peak_rss_mb, "worker (alone)": worker_rss, "sink (alone)": sink_rss}
-    at_half = {"worker (alone)": worker_half, "sink (alone)": sink_half}
-    return stages, rss, at_half, {"worker (alone)": worker_median, "sink (alone)": sink_median}
+    return polled, {"worker": worker, "sink": sink}
 
 
 def _warm_stage(
@@ -229,11 +251,9 @@ def _warm_stage(
     target: str,
     done: Callable[[], int],
     timeout_s: float,
-) -> tuple[Throughput, float | None, float | None, float | None]:
+) -> WarmRun:
     """Run `stage` alone on `target`: one message of `source` warms it up, then the clock runs from copying the
-    rest until the stage committed all of it; `done()` counts the events it has handled (read before and after).
-    Returns the rate, the stage's peak RSS, its peak RSS when it had committed half of its input (the same
-    figure at the end means its memory stopped growing within the run), and its median RSS while the clock ran."""
+    rest until the stage committed all of it; `done()` counts the events it has handled (read before and after)."""
     pipeline = Pipeline(settings, bootstrap, stages=(stage,))
     pipeline.start()
     pid = pipeline.pids.get(stage)
@@ -262,14 +282,16 @@ def _warm_stage(
             )
         seconds = time.monotonic() - started
         half = at_half[0] if at_half else None
-        return Throughput(done() - before, seconds), highest(peak_rss_mb(pid), half), half, level.median_mb(stage)
+        return WarmRun(
+            Throughput(done() - before, seconds), highest(peak_rss_mb(pid), half), half, level.median_mb(stage)
+        )
     finally:
         pipeline.stop()
 
 
 def _end_to_end(
     settings: Settings, sources: list[Source], spec: BenchSpec, with_freshness: bool, progress: Callable[[str], None]
-) -> tuple[Throughput, float, dict[str, float | None], dict[str, float | None], Freshness | None]:
+) -> EndToEnd:
     warmup_trail = settings.data_dir / "warmup-trail"
     warmup = GenerateSpec(events=WARMUP_EVENTS, accounts=1, seed=spec.seed, regions=(WARMUP_REGION,))
     write_files(generate_files(warmup), folder_writer(warmup_trail))
@@ -294,7 +316,7 @@ def _end_to_end(
             with RssSampler({"poll": polling.pid, **pipeline.pids}) as levels:
                 polled = polling.result(spec.timeout_s)
                 pipeline.wait_drained(timeout_s=spec.timeout_s, every_s=DRAIN_CHECK_S)
-            e2e = Throughput(polled.records, time.monotonic() - polled.started)  # from its first listing
+            rate = Throughput(polled.records, time.monotonic() - polled.started)  # from its first listing
             median = {f"{name} (end to end)": mb for name, mb in levels.medians_mb.items() if name != "poll"}
             freshness = None
             if with_freshness and spec.freshness_seconds > 0:
@@ -303,11 +325,11 @@ def _end_to_end(
                 )
                 freshness = _freshness(settings, bootstrap, poller, sources[0].bucket, spec)
             rss = {f"{name} (end to end)": peak_rss_mb(pid) for name, pid in pipeline.pids.items()}
-            rss |= {"poll (end to end)": polled.peak_rss_mb, TOGETHER_SAMPLED: levels.highest_total_mb}
+            rss["poll (end to end)"] = polled.peak_rss_mb
             rss["broker (end to end)"] = peak_rss_mb(_broker_pid(settings))
         finally:
             pipeline.stop()
-    return e2e, startup, rss, median, freshness
+    return EndToEnd(rate, startup, rss, median, levels.highest_total_mb, freshness)
 
 
 def _broker_pid(settings: Settings) -> int | None:

@@ -66,10 +66,10 @@ class SizeRun:
     stages: dict[str, Throughput]  # poll, worker, sink: each alone on input that is already there
     end_to_end: Throughput  # every stage running, warm, from the files to everything searchable
     startup_seconds: float  # the pipeline's processes started, joined their groups and passed a first file
-    # per stage (and the broker), the process's high-water mark; and TOGETHER_SAMPLED, measured end to end
-    peak_rss_mb: dict[str, float | None]
+    peak_rss_mb: dict[str, float | None]  # per stage (and the broker), the process's high-water mark
     searchable: int  # events found in ClickHouse afterwards (end to end + freshness trickle + warm-up)
     expected_searchable: int
+    together_sampled_mb: float | None = None  # TOGETHER_SAMPLED, end to end
     # per stage run alone (worker, sink): its high-water mark when it had committed half of its input
     peak_rss_at_half_mb: dict[str, float | None] = field(default_factory=dict)
     # worker and sink, alone and end to end: the median of their RSS sampled while they worked
@@ -83,12 +83,12 @@ class SizeRun:
     def peak_rss_with_total_mb(self) -> dict[str, float | None]:
         """peak_rss_mb with the stages together last: the sum of TOGETHER_OF's peaks under TOGETHER (when every
         one is known), then TOGETHER_SAMPLED (when measured)."""
-        figures = {name: mb for name, mb in self.peak_rss_mb.items() if name != TOGETHER_SAMPLED}
+        figures = dict(self.peak_rss_mb)
         peaks = [mb for name in TOGETHER_OF if (mb := self.peak_rss_mb.get(name)) is not None]
         if len(peaks) == len(TOGETHER_OF):
             figures[TOGETHER] = sum(peaks)
-        if TOGETHER_SAMPLED in self.peak_rss_mb:
-            figures[TOGETHER_SAMPLED] = self.peak_rss_mb[TOGETHER_SAMPLED]
+        if self.together_sampled_mb is not None:
+            figures[TOGETHER_SAMPLED] = self.together_sampled_mb
         return figures
 
     def to_json(self) -> dict[str, Any]:

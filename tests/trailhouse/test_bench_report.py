@@ -78,7 +78,7 @@ def test_rss_growth_compares_the_largest_size_with_the_smallest():
 def test_the_stages_together_are_the_sum_of_their_peaks_then_their_highest_sampled_sum_and_grow_as_those():
     def with_poller(run: SizeRun, poll_mb: float, sampled_mb: float) -> SizeRun:
         run.peak_rss_mb["poll (end to end)"] = poll_mb
-        run.peak_rss_mb[TOGETHER_SAMPLED] = sampled_mb
+        run.together_sampled_mb = sampled_mb
         run.peak_rss_mb["broker (end to end)"] = 90.0
         return run
 
