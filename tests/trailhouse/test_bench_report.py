@@ -96,6 +96,7 @@ def test_the_stages_together_are_the_sum_of_their_peaks_then_their_highest_sampl
     assert re.search(r"peak RSS poll \+ worker \+ sink at one moment\s+520 MB\s+546 MB\n", text)
     assert TOGETHER not in _run(1000).peak_rss_with_total_mb  # no poller measured: no sum that would look smaller
     assert TOGETHER not in _run(1000).peak_rss_mb  # the measured figures are left as they were
+    assert TOGETHER_SAMPLED not in _run(1000).peak_rss_with_total_mb  # not sampled: no row
 
 
 def test_growth_in_the_second_half_compares_the_largest_run_s_end_with_its_middle():
