@@ -87,6 +87,7 @@ class Child:
         try:
             if not self._results.poll(timeout_s):
                 self._process.kill()
+                self._process.join()  # reaped: no zombie left behind the error
                 raise TrailhouseError(f"the bench's {self._name} did not end within {timeout_s:.0f}s")
             ok, value = self._results.recv()
         except EOFError:

@@ -55,6 +55,16 @@ def test_the_median_rss_is_the_level_a_process_works_at_not_a_moment_of_it():
     assert abs(sampler.median_mb("bench") - level_before) < BALLAST_MB / 4
 
 
+def test_processes_that_hold_memory_at_the_same_moment_add_up():
+    # This process sampled under two names: each round holds it twice, so the total is a sum of one round, not
+    # the largest process of it (the two-children test below only bounds the total from above).
+    held = _touched(BALLAST_MB)
+    with RssSampler({"one": os.getpid(), "two": os.getpid()}, every_s=0.005) as sampler:
+        _until_samples(sampler, 3)
+    assert sampler.highest_total_mb > 2 * BALLAST_MB, sampler.highest_total_mb
+    assert held[0] == 1  # resident until the samples were taken
+
+
 def test_a_process_that_cannot_be_sampled_has_no_median_and_leaves_no_sum():
     with RssSampler({"gone": None, "bench": os.getpid()}, every_s=0.005) as sampler:
         _until_samples(sampler, 3)
