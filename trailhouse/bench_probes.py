@@ -32,7 +32,7 @@ from trailhouse.kafka import (
     producer_options,
     translate,
 )
-from trailhouse.processes import die_with_parent
+from trailhouse.processes import die_with_parent, peak_rss_mb, rss_mb
 
 T = TypeVar("T")
 
@@ -131,11 +131,6 @@ def own_peak_rss_mb() -> float:
     return peak_rss_mb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_rss_mb(pid: int | None) -> float | None:
-    """Another process's peak resident set size so far (VmHWM), or None where /proc cannot say."""
-    return _status_mb(pid, "VmHWM")
-
-
 def highest(*readings_mb: float | None) -> float | None:
     """The highest of several VmHWM readings of one process, None where none could be read.
 
@@ -145,23 +140,6 @@ def highest(*readings_mb: float | None) -> float | None:
     2026-12-07); the peak of the run is the higher of the two.
     """
     return max((mb for mb in readings_mb if mb is not None), default=None)
-
-
-def rss_mb(pid: int | None) -> float | None:
-    """Another process's resident set size now (VmRSS), or None where /proc cannot say."""
-    return _status_mb(pid, "VmRSS")
-
-
-def _status_mb(pid: int | None, field: str) -> float | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 class RssSampler:

@@ -77,6 +77,12 @@ class Settings:
     kafka_aws_region: str | None = _setting(
         None, "AWS region of the MSK cluster (AWS_MSK_IAM); unset = read from the bootstrap host name", KAFKA
     )
+    embedded_broker_max_mb: int = _setting(
+        1024,
+        "resident MB of the embedded Kafka broker (Tansu keeps every message in memory) past which a continuous "
+        "`trailhouse run` drains the pipeline and restarts the broker; 0 = never",
+        KAFKA,
+    )
     topic_raw: str = _setting("cloudtrail.raw", "topic of raw CloudTrail log files (RawBatch)", KAFKA)
     topic_events: str = _setting("cloudtrail.events", "topic of enriched events (Event)", KAFKA)
     topic_dlq: str = _setting("cloudtrail.dlq", "dead-letter topic (DeadLetter)", KAFKA)
@@ -425,6 +431,8 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
+    if s.embedded_broker_max_mb < 0:
+        raise ConfigError("embedded_broker_max_mb must be 0 (never restart the broker) or a positive number of MB")
     if s.poll_lookback < 0:
         raise ConfigError("poll_lookback must be 0 (no look-back) or a positive number of seconds")
     if not 0 <= s.sqs_wait <= 20:

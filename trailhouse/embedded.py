@@ -37,7 +37,7 @@ from confluent_kafka import Producer
 from trailhouse.config import Settings
 from trailhouse.errors import ConfigError, KafkaUnavailable
 from trailhouse.kafka import TopicSpec, ensure_topics, producer_options, read_partitions_to_end
-from trailhouse.processes import die_with_parent, free_port
+from trailhouse.processes import die_with_parent, free_port, rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,33 @@ class EmbeddedKafka:
             self.bootstrap = self._attach()
             return self.bootstrap
         self._lock = lock
-        shutil.rmtree(self._settings.worker_data_dir, ignore_errors=True)
         try:
-            self.bootstrap = self._launch()
-            ensure_topics(self._settings, self.bootstrap)
-            self._restore()
+            self._boot()
         except BaseException:
             self.stop(save=False)
             raise
         return self.bootstrap
+
+    def resident_mb(self) -> float | None:
+        """What the broker this process owns holds in memory now (every message since it started); None when this
+        process owns no broker or /proc cannot say."""
+        return rss_mb(self._process.pid) if self._process is not None else None
+
+    def restart(self) -> str:
+        """Replace the broker this process owns by a new one that holds only what the data directory keeps (module
+        doc): the one way to give back the memory of the messages the old one held. Save what must survive first;
+        clients of the old broker must be stopped, as the new one listens on another port."""
+        if self._process is None:
+            raise KafkaUnavailable("only the process that started the embedded broker can restart it")
+        self._terminate()
+        self._boot()
+        return self.bootstrap
+
+    def _boot(self) -> None:
+        shutil.rmtree(self._settings.worker_data_dir, ignore_errors=True)
+        self.bootstrap = self._launch()
+        ensure_topics(self._settings, self.bootstrap)
+        self._restore()
 
     def _attach(self) -> str:
         """Use the broker another live trailhouse process owns in this data directory."""

@@ -42,6 +42,12 @@ SOURCE_LAST_POLL = Gauge(
     "trailhouse_source_last_success_timestamp_seconds", "end of the source's last successful poll", ["source"]
 )
 
+EMBEDDED_BROKER_BYTES = Gauge(
+    "trailhouse_embedded_broker_resident_bytes", "memory the embedded Kafka broker holds (`trailhouse run`)"
+)
+EMBEDDED_BROKER_RESTARTS = Counter(
+    "trailhouse_embedded_broker_restarts", "restarts of the embedded Kafka broker to give back its memory"
+)
 WORKER_MESSAGES = Counter("trailhouse_worker_messages", "raw-topic messages (log file chunks) taken by the worker")
 REDELIVERED = Counter(
     "trailhouse_worker_redelivered_messages",

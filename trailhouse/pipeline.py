@@ -26,8 +26,9 @@ from producers.poller import PollReport
 from trailhouse.config import Settings
 from trailhouse.embedded import EmbeddedKafka
 from trailhouse.errors import TerminalError, TrailhouseError
-from trailhouse.health import HealthServer, run_ports
+from trailhouse.health import Health, HealthServer, run_ports
 from trailhouse.kafka import committed_offsets, end_offsets, is_drained
+from trailhouse.metrics import EMBEDDED_BROKER_BYTES, EMBEDDED_BROKER_RESTARTS
 from trailhouse.stages import child_main, poll_health, poll_stage
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class CheckpointSaver:
     _ends: dict[str, dict[int, int]] | None = None
     _stage: int = 0
     _last: float = 0.0
+    saves: int = 0
 
     def tick(self) -> None:
         """Advance one step without blocking; call it every second or so."""
@@ -164,6 +166,7 @@ class CheckpointSaver:
                 self.kafka.write_snapshot(topic, entries)
             self.kafka.save([self.settings.topic_registry])
             self._candidate, self._last = None, time.monotonic()
+            self.saves += 1
 
 
 def run_once(
@@ -187,32 +190,92 @@ def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None,
     """Run every stage until `stop` is set; with the embedded broker, drain before stopping.
 
     Each stage serves /healthz and /metrics on its port of `run_ports`: the poller from this process.
+
+    The embedded broker keeps every message in memory and has no retention, so a run that never stops would
+    grow until the machine runs out. Once the broker holds more than `embedded_broker_max_mb`, the run stops its
+    stages as at Ctrl-C (drain, save), restarts the broker with only what the data directory keeps, and starts
+    them again: new files wait in S3 meanwhile.
     """
     ports = run_ports(settings)
     health = poll_health(settings)
     server = HealthServer(health, settings.http_bind, ports["poll"]) if ports["poll"] else None
+    try:
+        while _run_until_stop_or_full(settings, bootstrap, kafka, stop, health, ports) and kafka is not None:
+            health.set_ready(False, "restarting the embedded Kafka broker")
+            bootstrap = kafka.restart()
+            EMBEDDED_BROKER_RESTARTS.inc()
+            log.info("the embedded Kafka broker restarted on %s; starting the stages again", bootstrap)
+    finally:
+        health.stopping()
+        if server is not None:
+            server.close()
+
+
+def _run_until_stop_or_full(
+    settings: Settings,
+    bootstrap: str,
+    kafka: EmbeddedKafka | None,
+    stop: threading.Event,
+    health: Health,
+    ports: dict[str, int],
+) -> bool:
+    """Run the stages until `stop` is set (False) or the embedded broker is full (True), then stop them, having
+    drained and saved where the broker is embedded. A full broker is only acted on after a save of this run of the
+    stages, so every restart starts from later checkpoints than the one before."""
     pipeline = Pipeline(settings, bootstrap, ports)
     pipeline.start()
     poller = poll_stage(settings, bootstrap, health)
     poller_thread = threading.Thread(target=poller.run, name="poller", daemon=True)
     poller_thread.start()
     saver = CheckpointSaver(kafka, pipeline, settings) if kafka is not None and kafka.owner else None
+    full = False
     try:
-        while not stop.wait(1.0):
+        while not full and not stop.wait(1.0):
             pipeline.check_alive()
             if not poller_thread.is_alive():
                 raise StageDied("the poll stage stopped; see its log above")
             if saver is not None:
                 saver.tick()
+                full = _broker_full(settings, saver.kafka, saved=saver.saves > 0)
         poller.stop()
         poller_thread.join(settings.stop_timeout)
         if saver is not None:
             log.info("draining the pipeline before the embedded broker stops (Ctrl-C again to skip)")
-            pipeline.wait_drained(timeout_s=DRAIN_AT_STOP_S)
-            kafka.save([*kafka.drained_topics, settings.topic_registry])  # type: ignore[union-attr]
+            _drain_and_save(settings, pipeline, saver.kafka, restarting=full)
+        return full
     finally:
-        health.stopping()
         poller.stop()
         pipeline.stop()
-        if server is not None:
-            server.close()
+
+
+def _broker_full(settings: Settings, kafka: EmbeddedKafka, *, saved: bool) -> bool:
+    """Whether to restart the broker now: it holds more than allowed, and a save since the stages started lets the
+    restart go on from later checkpoints."""
+    resident = kafka.resident_mb()
+    if resident is None:
+        return False
+    EMBEDDED_BROKER_BYTES.set(resident * 1024 * 1024)
+    if not (saved and 0 < settings.embedded_broker_max_mb < resident):
+        return False
+    log.warning(
+        "the embedded Kafka broker holds %.0f MB (every message since it started; embedded_broker_max_mb=%d): "
+        "restarting it to give the memory back. For a run that never stops, use a Kafka cluster (--kafka-bootstrap)",
+        resident,
+        settings.embedded_broker_max_mb,
+    )
+    return True
+
+
+def _drain_and_save(settings: Settings, pipeline: Pipeline, kafka: EmbeddedKafka, *, restarting: bool) -> None:
+    """Drain, then save the checkpoints and the workers' state with the registry. A restart that cannot drain
+    goes on from the last save instead: the files after its checkpoints are read again, and their events, already
+    stored, are stored once (de-duplicated in ClickHouse)."""
+    try:
+        pipeline.wait_drained(timeout_s=DRAIN_AT_STOP_S)
+    except TrailhouseError as exc:
+        if not restarting or isinstance(exc, TerminalError):
+            raise
+        log.warning("%s; restarting from the last saved checkpoints", exc)
+        kafka.save([settings.topic_registry])
+        return
+    kafka.save([*kafka.drained_topics, settings.topic_registry])

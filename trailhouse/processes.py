@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import socket
+from pathlib import Path
 
 # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -25,6 +26,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """A process's resident set size now (VmRSS), or None where /proc cannot say."""
+    return _status_mb(pid, "VmRSS")
+
+
+def peak_rss_mb(pid: int | None) -> float | None:
+    """A process's peak resident set size so far (VmHWM), or None where /proc cannot say."""
+    return _status_mb(pid, "VmHWM")
+
+
+def _status_mb(pid: int | None, field: str) -> float | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def use_one_malloc_arena() -> bool:

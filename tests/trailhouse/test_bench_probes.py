@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trailhouse.bench_probes import Child, RssSampler, highest, in_child, own_peak_rss_mb, rss_mb
+from trailhouse.bench_probes import Child, RssSampler, highest, in_child, own_peak_rss_mb
 from trailhouse.errors import TrailhouseError
+from trailhouse.processes import rss_mb
 
 BALLAST_MB = 200
 

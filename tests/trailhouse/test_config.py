@@ -46,6 +46,7 @@ def test_the_config_file_can_come_from_the_environment(tmp_path):
         ({"TRAILHOUSE_ROCKSDB_BLOCK_CACHE_BYTES": "4096"}, "at least 1048576"),
         ({"TRAILHOUSE_ROCKSDB_BLOOM_BITS": "0"}, "rocksdb_bloom_bits=0: use 1 to 24 bits per id"),
         ({"TRAILHOUSE_POLL_QUEUE_BYTES": "900000"}, "poll_queue_bytes=900000 cannot hold one message.*965536"),
+        ({"TRAILHOUSE_EMBEDDED_BROKER_MAX_MB": "-1"}, "embedded_broker_max_mb must be 0 .never restart"),
     ],
 )
 def test_bad_values_name_the_setting_and_the_fix(environ, message):
