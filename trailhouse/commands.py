@@ -14,7 +14,7 @@ import orjson
 
 from producers.poller import PollReport
 from trailhouse.config import Settings
-from trailhouse.output import format_table
+from trailhouse.output import duration, format_table
 from trailhouse.registry import Registry
 from trailhouse.sources import Source
 from trailhouse.stack import kafka, shared_kafka
@@ -135,7 +135,7 @@ def sources_status(settings: Settings) -> str:
             now,
             window,
         )
-        lag = f"{st.lag_p95_seconds:,.0f}s" if st.lag_p95_seconds is not None else "-"
+        lag = duration(st.lag_p95_seconds) if st.lag_p95_seconds is not None else "-"
         rows.append(
             (
                 source.source_id,
@@ -144,7 +144,7 @@ def sources_status(settings: Settings) -> str:
                 st.status,
                 f"{st.events:,}",
                 _when(st.last_event_time),
-                st.events_last_hour,
+                f"{st.events_last_hour:,}",
                 lag,
                 st.last_error,
             )

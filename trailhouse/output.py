@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal: no dependency, columns as wide as their widest cell (capped)."""
+"""Plain text for the terminal: tables with columns as wide as their widest cell (capped), and durations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_CELL = 60
+
+
+def duration(seconds: float) -> str:
+    """A duration as a person reads it at a glance: 42s, 3m05s, 2h07m, 12d04h."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400:,}d{seconds % 86400 // 3600:02d}h"
 
 
 def _cell(value: Any) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
+from trailhouse.output import duration
+
 
 @dataclass
 class _Span:
@@ -79,19 +81,10 @@ class BackfillProgress:
             text += f", {fraction:.0%}"
             elapsed = self.clock() - self._started
             if 0 < fraction < 1 and elapsed > 0:
-                text += f", ETA {_duration(elapsed * (1 - fraction) / fraction)}"
+                text += f", ETA {duration(elapsed * (1 - fraction) / fraction)}"
         return text
 
     def _show(self) -> None:
         if self.clock() - self._shown >= self.every_s:
             self._shown = self.clock()
             print(f"  … {self.line()}", file=self.out, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

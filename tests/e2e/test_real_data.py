@@ -1,6 +1,7 @@
 """The 55 real CloudTrail files of ../shared/data through the whole pipeline, on the embedded stack."""
 
 import json
+import re
 
 import pytest
 
@@ -64,3 +65,6 @@ def test_real_logs_are_searchable_exactly_once_with_their_own_values(s3, s3_endp
         "2023-07-10",
         "12:37:50Z",
     ], "the newest eventTime of the files"
+    events_last_hour, lag = status[1].split()[7:9]
+    assert events_last_hour == "2,900", "ingested within the hour"
+    assert re.fullmatch(r"[\d,]+d\d\dh", lag), f"the 2023 files' lag in days, not {lag}"
