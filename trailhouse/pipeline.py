@@ -200,7 +200,11 @@ def run_forever(settings: Settings, bootstrap: str, kafka: EmbeddedKafka | None,
     health = poll_health(settings)
     server = HealthServer(health, settings.http_bind, ports["poll"]) if ports["poll"] else None
     try:
-        while _run_until_stop_or_full(settings, bootstrap, kafka, stop, health, ports) and kafka is not None:
+        while (
+            _run_until_stop_or_full(settings, bootstrap, kafka, stop, health, ports)
+            and not stop.is_set()  # a stop came during the restart's drain: what it would do is done
+            and kafka is not None
+        ):
             health.set_ready(False, "restarting the embedded Kafka broker")
             bootstrap = kafka.restart()
             EMBEDDED_BROKER_RESTARTS.inc()
