@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 
 def stage_env(broker: str, unique: str, **more: str) -> dict[str, str]:
@@ -106,3 +110,14 @@ class StageProcess:
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float, processes: list[StageProcess]) -> None:
+    """Poll `condition` until true; fail with the stages' logs after `timeout` or when a stage dies."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        dead = [p for p in processes if p.process.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            logs = "\n".join(f"--- {p.name} (exit {p.process.poll()})\n{p.output()[-3000:]}" for p in processes)
+            pytest.fail(f"{'a stage died' if dead else f'no {what} within {timeout:.0f}s'}\n{logs}")
+        time.sleep(0.3)

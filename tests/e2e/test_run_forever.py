@@ -1,46 +1,36 @@
 """`trailhouse run` without --once, on the embedded stack: a run that fills its in-memory broker restarts it."""
 
-import gzip
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli import StageProcess, Trailhouse
+from tests.conftest import lay_out_real_files
+from tests.e2e.cli import StageProcess, Trailhouse, until
+from trailhouse.generate import folder_writer
 from trailhouse.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
-TRAIL = "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10"
 
-
-def lay_out(files: list[Path], folder: Path) -> None:
-    (folder / TRAIL).mkdir(parents=True, exist_ok=True)
-    for f in files:
-        (folder / TRAIL / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes(), mtime=0))
-
-
-def wait_for(what: str, condition, run: StageProcess, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if run.process.poll() is not None:
-            raise AssertionError(f"trailhouse run exited {run.process.returncode} before {what}:\n{run.output()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout:.0f}s:\n{run.output()[-5000:]}")
-        time.sleep(0.5)
+def broker_pid(data_dir: Path, owner: int) -> int | None:
+    """The pid of the embedded broker that process `owner` runs, once it has written where it listens."""
+    try:
+        info = json.loads((data_dir / "kafka" / "broker.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info["broker_pid"] if info["pid"] == owner else None
 
 
 def test_a_run_whose_embedded_broker_is_full_restarts_it_and_every_event_is_stored_once(tmp_path, real_files):
-    trail = tmp_path / "trail"
-    lay_out(real_files[:30], trail)
+    trail, data_dir = tmp_path / "trail", tmp_path / "data"
+    lay_out_real_files(real_files[:30], folder_writer(trail))
     trailhouse = Trailhouse(
-        tmp_path / "data",
+        data_dir,
         {
             "TRAILHOUSE_EMBEDDED_BROKER_MAX_MB": "1",  # below any broker: a restart after each save
             "TRAILHOUSE_POLL_INTERVAL": "1",
             "TRAILHOUSE_SINK_BATCH_SECONDS": "0.2",
-            "TRAILHOUSE_WORKER_REBALANCE_TIMEOUT": "4",  # Tansu holds a join for half of it (see NOTES.md)
         },
     )
     trailhouse("sources", "add", "--account", "218007301253", "--region", "us-east-1", "--bucket", f"file://{trail}")
@@ -48,14 +38,15 @@ def test_a_run_whose_embedded_broker_is_full_restarts_it_and_every_event_is_stor
 
     run = StageProcess("run", trailhouse.env, free_port(), tmp_path)
     try:
-        wait_for("restart of the broker", lambda: run.metric("trailhouse_embedded_broker_restarts_total") >= 1, run)
+        until(lambda: broker_pid(data_dir, run.process.pid) is not None, "embedded broker", 60, [run])
+        first = broker_pid(data_dir, run.process.pid)
+        until(lambda: run.metric("trailhouse_embedded_broker_restarts_total") >= 1, "restart", 180, [run])
         assert run.metric("trailhouse_embedded_broker_resident_bytes") > 1024 * 1024
-        lay_out(real_files[30:], trail)  # the stages are new, on a new broker: only the registry and the rest kept
-        wait_for(
-            "poll of the files added after the restart",
-            lambda: run.metric("trailhouse_poll_files_total") >= len(real_files),
-            run,
-        )
+        second = broker_pid(data_dir, run.process.pid)
+        assert second is not None and second != first, "a new broker process, not the stages alone restarted"
+        assert not Path(f"/proc/{first}").exists(), "the old broker, and the memory it held, are gone"
+        lay_out_real_files(real_files[30:], folder_writer(trail))  # polled by the stages on the new broker
+        until(lambda: run.metric("trailhouse_poll_files_total") >= len(real_files), "poll of the rest", 180, [run])
     finally:
         code = run.stop()
     output = run.output()

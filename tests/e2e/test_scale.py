@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_drained
-from tests.e2e.cli import StageProcess, Trailhouse, stage_env
+from tests.e2e.cli import StageProcess, Trailhouse, stage_env, until
 from trailhouse.config import Settings, load_settings
 from trailhouse.generate import GenerateSpec, folder_writer, generate_files, write_files
 from trailhouse.kafka import committed_offsets, end_offsets, is_drained
@@ -40,17 +39,6 @@ def generate(folder: Path, *, events: int, seed: int, start: datetime) -> set[st
     files = list(generate_files(GenerateSpec(events=events, accounts=4, seed=seed, regions=REGIONS, start=start)))
     write_files(files, folder_writer(folder))
     return {r["eventID"] for f in files for r in json.loads(gzip.decompress(f.body))["Records"]}
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float, processes: list[StageProcess]) -> None:
-    """Poll `condition` until true; fail with the stages' logs after `timeout` or when a stage dies."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        dead = [p for p in processes if p.process.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"--- {p.name} (exit {p.process.poll()})\n{p.output()[-3000:]}" for p in processes)
-            pytest.fail(f"{'a stage died' if dead else f'no {what} within {timeout:.0f}s'}\n{logs}")
-        time.sleep(0.3)
 
 
 def caught_up(settings: Settings, broker: str, group: str, topic: str) -> Callable[[], bool]:
